@@ -1,0 +1,63 @@
+// Package counter defines counter sources: how a number is read from a node or
+// from a cluster. Built-ins register their typed config under a name (the
+// `type` key of a counter).
+//
+// Contract, held by every source:
+//   - Read returns one number, or an error that says why there is none (the
+//     output was not a number, the command timed out, the connection was
+//     refused, …). A failure is never reported as a zero.
+//   - Read honours ctx: when ctx is done it stops (killing a command, closing a
+//     connection) and returns ctx's error wrapped.
+//   - Read may be called concurrently for different targets.
+package counter
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/goscaler/goscaler/internal/plugin"
+)
+
+// Scope says what one reading of a counter describes.
+type Scope string
+
+// Scopes.
+const (
+	// ScopeNode reads the counter once per in-service node.
+	ScopeNode Scope = "node"
+	// ScopeCluster reads the counter once for the whole cluster.
+	ScopeCluster Scope = "cluster"
+)
+
+// Target is what one reading is about.
+type Target struct {
+	Cluster string
+	// NodeID and Address are empty for a cluster-scoped reading.
+	NodeID  string
+	Address string
+	// Vars are the template variables of the target (Cluster, NodeID, Address,
+	// Host, Port and the cluster's vars).
+	Vars map[string]string
+}
+
+// Source reads a counter.
+type Source interface {
+	Read(ctx context.Context, t Target) (float64, error)
+}
+
+// Env is what a source gets from the server when it is built.
+type Env struct {
+	Cluster string
+	Counter string
+	Logger  *slog.Logger
+}
+
+// Config is a source's typed configuration; it is also its factory.
+type Config interface {
+	// DefaultScope is the scope used when the counter does not set one.
+	DefaultScope() Scope
+	New(env Env) (Source, error)
+}
+
+// Registry holds the built-in counter sources by type name.
+var Registry = plugin.NewRegistry[Config]("counter")

@@ -1,0 +1,103 @@
+// Package plugin holds what every plugin kind shares: a registry of built-ins by
+// name, strict YAML decoding of a plugin's typed configuration, and the Duration
+// type used in configuration files.
+//
+// Each plugin kind (counter source, provider, load balancer, action) lives in its
+// own package and keeps a Registry of config constructors. A plugin's typed config
+// struct is its factory: it is decoded strictly from the YAML node, validated at
+// load time, and only then asked to build the plugin.
+package plugin
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Validator is implemented by configs that check their own values after decoding.
+// Validate returns every problem it finds (errors.Join), each naming the field.
+type Validator interface {
+	Validate() error
+}
+
+// Registry maps a plugin type name (the `type:` key in configuration) to a
+// constructor of its typed config C.
+type Registry[C any] struct {
+	kind string
+	mu   sync.RWMutex
+	m    map[string]func() C
+}
+
+// NewRegistry returns an empty registry for plugins of the given kind ("counter",
+// "provider", …), used in error messages.
+func NewRegistry[C any](kind string) *Registry[C] {
+	return &Registry[C]{kind: kind, m: map[string]func() C{}}
+}
+
+// Register adds a built-in. It panics on a duplicate name: that is a programming
+// error caught at init time.
+func (r *Registry[C]) Register(name string, newConfig func() C) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.m[name]; ok {
+		panic(fmt.Sprintf("plugin: %s type %q registered twice", r.kind, name))
+	}
+	r.m[name] = newConfig
+}
+
+// Names returns the registered type names, sorted.
+func (r *Registry[C]) Names() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	names := make([]string, 0, len(r.m))
+	for n := range r.m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Kind is the plugin kind this registry holds.
+func (r *Registry[C]) Kind() string { return r.kind }
+
+// ErrUnknownType is wrapped by Decode when the type name is not registered.
+var ErrUnknownType = errors.New("unknown plugin type")
+
+// Decode builds the typed config registered under name from node (a YAML mapping
+// holding the plugin's own keys; nil means no keys), strictly: unknown keys and
+// wrong types are errors that carry their line. If the config implements
+// Validator, it is validated too. Every problem is returned (errors.Join).
+func (r *Registry[C]) Decode(name string, node *yaml.Node) (C, error) {
+	var zero C
+	r.mu.RLock()
+	newConfig, ok := r.m[name]
+	r.mu.RUnlock()
+	if !ok {
+		line := 0
+		if node != nil {
+			line = node.Line
+		}
+		return zero, &LineError{Line: line, Err: fmt.Errorf("%w: %s type %q; known types: %s",
+			ErrUnknownType, r.kind, name, strings.Join(r.Names(), ", "))}
+	}
+	cfg := newConfig()
+	if node != nil {
+		if err := DecodeStrict(node, cfg); err != nil {
+			return zero, err
+		}
+	}
+	if v, ok := any(cfg).(Validator); ok {
+		if err := v.Validate(); err != nil {
+			line := 0
+			if node != nil {
+				line = node.Line
+			}
+			return zero, &LineError{Line: line, Err: err}
+		}
+	}
+	return cfg, nil
+}
