@@ -9,6 +9,7 @@
 package plugin
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -97,6 +98,30 @@ func (r *Registry[C]) Decode(name string, node *yaml.Node) (C, error) {
 				line = node.Line
 			}
 			return zero, &LineError{Line: line, Err: err}
+		}
+	}
+	return cfg, nil
+}
+
+// DecodeJSON rebuilds the typed config registered under name from its JSON form
+// (as stored with an activity) and validates it.
+func (r *Registry[C]) DecodeJSON(name string, data []byte) (C, error) {
+	var zero C
+	r.mu.RLock()
+	newConfig, ok := r.m[name]
+	r.mu.RUnlock()
+	if !ok {
+		return zero, fmt.Errorf("%w: %s type %q", ErrUnknownType, r.kind, name)
+	}
+	cfg := newConfig()
+	if len(data) > 0 {
+		if err := json.Unmarshal(data, cfg); err != nil {
+			return zero, fmt.Errorf("%s %q: decoding stored config: %w", r.kind, name, err)
+		}
+	}
+	if v, ok := any(cfg).(Validator); ok {
+		if err := v.Validate(); err != nil {
+			return zero, fmt.Errorf("%s %q: %w", r.kind, name, err)
 		}
 	}
 	return cfg, nil

@@ -1,0 +1,491 @@
+// Package api serves goscaler's REST API under /api/v1/, /healthz and
+// /metrics. Handlers return a value or an error; one wrapper writes JSON and
+// maps errors to status codes, so every error is JSON with a code and a
+// message.
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/goscaler/goscaler/internal/config"
+	"github.com/goscaler/goscaler/internal/controller"
+	"github.com/goscaler/goscaler/internal/store"
+)
+
+// Options configures the API.
+type Options struct {
+	Store      store.Store
+	Controller *controller.Controller
+	// Tokens, when not empty, are required as bearer tokens on /api/.
+	Tokens   []string
+	Registry *prometheus.Registry
+	Logger   *slog.Logger
+}
+
+// Error is the body of every error response.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+type apiError struct {
+	status int
+	code   string
+	err    error
+}
+
+func (e *apiError) Error() string { return e.err.Error() }
+func (e *apiError) Unwrap() error { return e.err }
+
+func badRequest(format string, args ...any) error {
+	return &apiError{status: http.StatusBadRequest, code: "bad_request", err: fmt.Errorf(format, args...)}
+}
+
+type handler func(r *http.Request) (any, int, error)
+
+// New returns the HTTP handler of the API, health check and metrics.
+func New(opts Options) http.Handler {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	a := &api{opts: opts, st: opts.Store, ctl: opts.Controller}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	if opts.Registry != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
+	}
+	routes := []struct {
+		pattern string
+		h       handler
+	}{
+		{"GET /api/v1/clusters", a.listClusters},
+		{"GET /api/v1/clusters/{name}", a.getCluster},
+		{"GET /api/v1/clusters/{name}/nodes", a.listNodes},
+		{"GET /api/v1/clusters/{name}/nodes/{node}", a.getNode},
+		{"GET /api/v1/clusters/{name}/counters", a.listCounters},
+		{"GET /api/v1/clusters/{name}/counters/{counter}", a.getCounter},
+		{"POST /api/v1/clusters/{name}/scale", a.scale},
+		{"GET /api/v1/clusters/{name}/triggers", a.listTriggers},
+		{"POST /api/v1/clusters/{name}/triggers/{trigger}/fire", a.fire},
+		{"GET /api/v1/triggers", a.listTriggers},
+		{"GET /api/v1/activities", a.listActivities},
+		{"GET /api/v1/activities/{id}", a.getActivity},
+	}
+	for _, rt := range routes {
+		mux.Handle(rt.pattern, a.auth(a.wrap(rt.h)))
+	}
+	mux.Handle("/api/", a.auth(a.wrap(func(r *http.Request) (any, int, error) {
+		return nil, 0, &apiError{status: http.StatusNotFound, code: "not_found",
+			err: fmt.Errorf("no API route %s %s; see the README's API reference", r.Method, r.URL.Path)}
+	})))
+	return mux
+}
+
+type api struct {
+	opts Options
+	st   store.Store
+	ctl  *controller.Controller
+}
+
+// auth requires a bearer token on /api/ when tokens are configured.
+func (a *api) auth(next http.Handler) http.Handler {
+	if len(a.opts.Tokens) == 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if ok {
+			for _, t := range a.opts.Tokens {
+				if subtle.ConstantTimeCompare([]byte(got), []byte(t)) == 1 {
+					next.ServeHTTP(w, r)
+					return
+				}
+			}
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="goscaler"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]Error{"error": {Code: "unauthorized",
+			Message: "this API needs a valid token: send Authorization: Bearer TOKEN (goscaler --token or GOSCALER_TOKEN)"}})
+	})
+}
+
+func (a *api) wrap(h handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v, status, err := h(r)
+		if err != nil {
+			var ae *apiError
+			switch {
+			case errors.As(err, &ae):
+			case errors.Is(err, store.ErrNotFound):
+				ae = &apiError{status: http.StatusNotFound, code: "not_found", err: err}
+			case errors.Is(err, controller.ErrInvalid):
+				ae = &apiError{status: http.StatusUnprocessableEntity, code: "invalid", err: err}
+			case errors.Is(err, context.Canceled):
+				ae = &apiError{status: 499, code: "canceled", err: err}
+			default:
+				a.opts.Logger.Error("API request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+				ae = &apiError{status: http.StatusInternalServerError, code: "internal", err: err}
+			}
+			writeJSON(w, ae.status, map[string]Error{"error": {Code: ae.code, Message: ae.err.Error()}})
+			return
+		}
+		if status == 0 {
+			status = http.StatusOK
+		}
+		writeJSON(w, status, v)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// ClusterView is a cluster as the API shows it.
+type ClusterView struct {
+	store.Cluster
+	// InService counts the nodes in service.
+	InService int `json:"in_service"`
+	// Nodes counts the nodes by state (terminated ones excluded).
+	Nodes        map[store.NodeState]int `json:"nodes"`
+	Provider     string                  `json:"provider"`
+	LoadBalancer string                  `json:"load_balancer,omitempty"`
+	Counters     []string                `json:"counters"`
+	Triggers     []string                `json:"triggers"`
+}
+
+// ClusterDetail adds the live parts to ClusterView.
+type ClusterDetail struct {
+	ClusterView
+	NodeList     []store.Node                         `json:"node_list"`
+	Readings     map[string]controller.CounterReading `json:"readings"`
+	TriggerState []controller.TriggerStatus           `json:"trigger_states"`
+	Recent       []store.Activity                     `json:"recent_activities"`
+}
+
+func (a *api) view(ctx context.Context, cc *config.Cluster) (ClusterView, []store.Node, error) {
+	rec, err := a.st.ClusterGet(ctx, cc.Name)
+	if err != nil {
+		return ClusterView{}, nil, err
+	}
+	nodes, err := a.st.NodeList(ctx, store.NodeFilter{Cluster: cc.Name})
+	if err != nil {
+		return ClusterView{}, nil, err
+	}
+	v := ClusterView{Cluster: rec, Nodes: map[store.NodeState]int{}, Provider: cc.Provider.Type,
+		Counters: []string{}, Triggers: []string{}}
+	var live []store.Node
+	for _, n := range nodes {
+		if n.State == store.NodeTerminated {
+			continue
+		}
+		live = append(live, n)
+		v.Nodes[n.State]++
+		if n.State == store.NodeInService {
+			v.InService++
+		}
+	}
+	if cc.LoadBalancer != nil {
+		v.LoadBalancer = cc.LoadBalancer.Type
+		if addr := lbAddress(cc); addr != "" {
+			v.LoadBalancer += " " + addr
+		}
+	}
+	for _, k := range cc.Counters {
+		v.Counters = append(v.Counters, k.Name)
+	}
+	for _, t := range cc.Triggers {
+		v.Triggers = append(v.Triggers, t.Name)
+	}
+	return v, live, nil
+}
+
+func lbAddress(cc *config.Cluster) string {
+	p := cc.LoadBalancer.Params
+	if p == nil {
+		return ""
+	}
+	for i := 0; i+1 < len(p.Content); i += 2 {
+		if p.Content[i].Value == "listen" {
+			return p.Content[i+1].Value
+		}
+	}
+	return ""
+}
+
+func (a *api) clusterConfig(name string) (*config.Cluster, error) {
+	for _, cc := range a.ctl.Clusters() {
+		if cc.Name == name {
+			return cc, nil
+		}
+	}
+	return nil, fmt.Errorf("cluster %q: %w", name, store.ErrNotFound)
+}
+
+func (a *api) listClusters(r *http.Request) (any, int, error) {
+	out := []ClusterView{}
+	for _, cc := range a.ctl.Clusters() {
+		v, _, err := a.view(r.Context(), cc)
+		if err != nil {
+			return nil, 0, err
+		}
+		out = append(out, v)
+	}
+	return out, 0, nil
+}
+
+func (a *api) getCluster(r *http.Request) (any, int, error) {
+	cc, err := a.clusterConfig(r.PathValue("name"))
+	if err != nil {
+		return nil, 0, err
+	}
+	v, nodes, err := a.view(r.Context(), cc)
+	if err != nil {
+		return nil, 0, err
+	}
+	d := ClusterDetail{ClusterView: v, NodeList: nodes, Readings: map[string]controller.CounterReading{},
+		TriggerState: a.ctl.Triggers(cc.Name)}
+	if d.NodeList == nil {
+		d.NodeList = []store.Node{}
+	}
+	for _, k := range cc.Counters {
+		if rd, ok := a.ctl.Latest(cc.Name, k.Name); ok {
+			d.Readings[k.Name] = rd
+		}
+	}
+	d.Recent, err = a.st.ActivityList(r.Context(), store.ActivityFilter{Cluster: cc.Name, Limit: 10})
+	return d, 0, err
+}
+
+func (a *api) listNodes(r *http.Request) (any, int, error) {
+	cc, err := a.clusterConfig(r.PathValue("name"))
+	if err != nil {
+		return nil, 0, err
+	}
+	f := store.NodeFilter{Cluster: cc.Name}
+	all := r.URL.Query().Get("all") == "true"
+	nodes, err := a.st.NodeList(r.Context(), f)
+	if err != nil {
+		return nil, 0, err
+	}
+	out := []store.Node{}
+	for _, n := range nodes {
+		if all || n.State != store.NodeTerminated {
+			out = append(out, n)
+		}
+	}
+	return out, 0, nil
+}
+
+// NodeDetail is a node with its life.
+type NodeDetail struct {
+	store.Node
+	Events []store.NodeEvent `json:"events"`
+}
+
+func (a *api) getNode(r *http.Request) (any, int, error) {
+	n, err := a.st.NodeGet(r.Context(), r.PathValue("node"))
+	if err != nil {
+		return nil, 0, err
+	}
+	if n.Cluster != r.PathValue("name") {
+		return nil, 0, fmt.Errorf("node %q of cluster %q: %w", n.ID, r.PathValue("name"), store.ErrNotFound)
+	}
+	ev, err := a.st.NodeEvents(r.Context(), n.ID)
+	return NodeDetail{Node: n, Events: ev}, 0, err
+}
+
+func (a *api) listCounters(r *http.Request) (any, int, error) {
+	cc, err := a.clusterConfig(r.PathValue("name"))
+	if err != nil {
+		return nil, 0, err
+	}
+	out := map[string]controller.CounterReading{}
+	for _, k := range cc.Counters {
+		if rd, ok := a.ctl.Latest(cc.Name, k.Name); ok {
+			out[k.Name] = rd
+		}
+	}
+	return out, 0, nil
+}
+
+// CounterSeries is a counter's recent samples.
+type CounterSeries struct {
+	Cluster   string         `json:"cluster"`
+	Counter   string         `json:"counter"`
+	Type      string         `json:"type"`
+	Scope     string         `json:"scope"`
+	Aggregate string         `json:"aggregate"`
+	Interval  string         `json:"interval"`
+	Samples   []store.Sample `json:"samples"`
+	// Errors are the failed readings among Samples.
+	Errors []store.Sample `json:"errors"`
+}
+
+func (a *api) getCounter(r *http.Request) (any, int, error) {
+	cc, err := a.clusterConfig(r.PathValue("name"))
+	if err != nil {
+		return nil, 0, err
+	}
+	k := cc.Counter(r.PathValue("counter"))
+	if k == nil {
+		return nil, 0, fmt.Errorf("cluster %q has no counter %q: %w", cc.Name, r.PathValue("counter"), store.ErrNotFound)
+	}
+	q := r.URL.Query()
+	f := store.SampleFilter{Cluster: cc.Name, Counter: k.Name, Limit: 500, AggregateOnly: q.Get("aggregate") == "true"}
+	if s := q.Get("since"); s != "" {
+		since, err := parseSince(s)
+		if err != nil {
+			return nil, 0, err
+		}
+		f.Since = since
+	}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 10000 {
+			return nil, 0, badRequest("limit %q must be a number from 1 to 10000", s)
+		}
+		f.Limit = n
+	}
+	samples, err := a.st.SampleList(r.Context(), f)
+	if err != nil {
+		return nil, 0, err
+	}
+	out := CounterSeries{Cluster: cc.Name, Counter: k.Name, Type: k.Type, Scope: string(k.Scope),
+		Aggregate: k.Aggregate, Interval: k.Interval.String(), Samples: samples, Errors: []store.Sample{}}
+	if out.Samples == nil {
+		out.Samples = []store.Sample{}
+	}
+	for _, s := range samples {
+		if !s.OK() {
+			out.Errors = append(out.Errors, s)
+		}
+	}
+	return out, 0, nil
+}
+
+// parseSince accepts RFC 3339 or a duration back from now ("10m").
+func parseSince(s string) (time.Time, error) {
+	if d, err := time.ParseDuration(s); err == nil {
+		return time.Now().Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, badRequest("since %q is neither an RFC 3339 time nor a duration such as 10m", s)
+	}
+	return t, nil
+}
+
+// ScaleRequest is the body of POST /clusters/{name}/scale.
+type ScaleRequest struct {
+	Desired *int `json:"desired"`
+}
+
+func (a *api) scale(r *http.Request) (any, int, error) {
+	var req ScaleRequest
+	if err := decode(r, &req); err != nil {
+		return nil, 0, err
+	}
+	if req.Desired == nil {
+		return nil, 0, badRequest(`body must be {"desired": N}`)
+	}
+	c, err := a.ctl.Scale(r.Context(), r.PathValue("name"), *req.Desired, "scaled by hand through the API")
+	return c, 0, err
+}
+
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return badRequest("invalid JSON body: %v", err)
+	}
+	return nil
+}
+
+func (a *api) listTriggers(r *http.Request) (any, int, error) {
+	name := r.PathValue("name")
+	if name == "" {
+		name = r.URL.Query().Get("cluster")
+	}
+	if name != "" {
+		if _, err := a.clusterConfig(name); err != nil {
+			return nil, 0, err
+		}
+	}
+	out := a.ctl.Triggers(name)
+	if out == nil {
+		out = []controller.TriggerStatus{}
+	}
+	return out, 0, nil
+}
+
+func (a *api) fire(r *http.Request) (any, int, error) {
+	act, err := a.ctl.Fire(r.Context(), r.PathValue("name"), r.PathValue("trigger"),
+		fmt.Sprintf("trigger %s fired by hand through the API", r.PathValue("trigger")))
+	return act, http.StatusAccepted, err
+}
+
+func (a *api) listActivities(r *http.Request) (any, int, error) {
+	q := r.URL.Query()
+	f := store.ActivityFilter{Cluster: q.Get("cluster"), Kind: q.Get("kind"), Status: store.ActivityStatus(q.Get("status"))}
+	for key, dst := range map[string]*int64{"after": &f.AfterID, "parent": &f.ParentID} {
+		if s := q.Get(key); s != "" {
+			n, err := strconv.ParseInt(s, 10, 64)
+			if err != nil {
+				return nil, 0, badRequest("%s %q is not a number", key, s)
+			}
+			*dst = n
+		}
+	}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 1000 {
+			return nil, 0, badRequest("limit %q must be a number from 1 to 1000", s)
+		}
+		f.Limit = n
+	}
+	acts, err := a.st.ActivityList(r.Context(), f)
+	if acts == nil {
+		acts = []store.Activity{}
+	}
+	return acts, 0, err
+}
+
+// ActivityDetail is an activity with its steps.
+type ActivityDetail struct {
+	store.Activity
+	Steps []store.Activity `json:"steps"`
+}
+
+func (a *api) getActivity(r *http.Request) (any, int, error) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		return nil, 0, badRequest("activity id %q is not a number", r.PathValue("id"))
+	}
+	act, err := a.st.ActivityGet(r.Context(), id)
+	if err != nil {
+		return nil, 0, err
+	}
+	steps, err := a.st.ActivityList(r.Context(), store.ActivityFilter{ParentID: id, Limit: 1000})
+	if steps == nil {
+		steps = []store.Activity{}
+	}
+	return ActivityDetail{Activity: act, Steps: steps}, 0, err
+}

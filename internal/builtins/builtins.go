@@ -1,0 +1,16 @@
+// Package builtins links every built-in plugin into the binary: importing it
+// registers each counter source, provider, load balancer and action by name.
+package builtins
+
+import (
+	// Actions.
+	_ "github.com/goscaler/goscaler/internal/action/fleet"
+	_ "github.com/goscaler/goscaler/internal/action/script"
+	// Counter sources.
+	_ "github.com/goscaler/goscaler/internal/counter/exec"
+	_ "github.com/goscaler/goscaler/internal/counter/httpcounter"
+	// Load balancers.
+	_ "github.com/goscaler/goscaler/internal/lb/builtin"
+	// Providers.
+	_ "github.com/goscaler/goscaler/internal/provider/process"
+)

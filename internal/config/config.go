@@ -1,0 +1,428 @@
+// Package config loads goscaler's YAML configuration: the server's settings
+// and the cluster definitions with their provider, load balancer, health check,
+// counters and triggers.
+//
+// Decoding is strict: unknown keys, wrong types, bad durations and values that
+// do not fit together are errors that name file:line and the fix, and every
+// problem is reported at once. Plugin sections (provider, load_balancer, each
+// counter and action) hold a `type` and that plugin's own keys, which are
+// decoded into the plugin's typed config and validated at load.
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"reflect"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/goscaler/goscaler/internal/action"
+	"github.com/goscaler/goscaler/internal/counter"
+	"github.com/goscaler/goscaler/internal/lb"
+	"github.com/goscaler/goscaler/internal/plugin"
+	"github.com/goscaler/goscaler/internal/provider"
+)
+
+// Defaults.
+const (
+	DefaultListen          = "127.0.0.1:8080"
+	DefaultDataDir         = "goscaler-data"
+	DefaultCounterInterval = 5 * 1e9
+)
+
+// Config is a whole configuration file.
+type Config struct {
+	Server   Server     `yaml:"server"`
+	Clusters []*Cluster `yaml:"clusters"`
+
+	// File is the path the configuration was read from.
+	File string `yaml:"-"`
+}
+
+// Server holds the daemon's own settings.
+type Server struct {
+	// Listen is the address of the API, metrics and UI.
+	Listen string `yaml:"listen"`
+	// DataDir holds the SQLite database, node logs and other state.
+	DataDir string `yaml:"data_dir"`
+	// Database is empty for SQLite in DataDir, or a postgres:// URL.
+	Database string `yaml:"database"`
+	// APITokens, when set, are required as `Authorization: Bearer TOKEN` on
+	// every /api/ call. GOSCALER_API_TOKENS (comma separated) adds to them.
+	APITokens []string `yaml:"api_tokens"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `yaml:"log_level"`
+	// SampleRetention is how long counter samples are kept.
+	SampleRetention plugin.Duration `yaml:"sample_retention"`
+	// Tick is how often the controller reconciles clusters.
+	Tick plugin.Duration `yaml:"tick"`
+}
+
+// Cluster is one cluster's definition.
+type Cluster struct {
+	Name    string `yaml:"name"`
+	Min     int    `yaml:"min"`
+	Max     int    `yaml:"max"`
+	Desired *int   `yaml:"desired"`
+	// Vars are extra template variables for the provider, counters and actions.
+	Vars         map[string]string `yaml:"vars"`
+	Provider     *PluginSpec       `yaml:"provider"`
+	LoadBalancer *PluginSpec       `yaml:"load_balancer"`
+	HealthCheck  HealthCheck       `yaml:"health_check"`
+	// BootTimeout bounds how long a new node may take to pass its health check.
+	BootTimeout plugin.Duration `yaml:"boot_timeout"`
+	Counters    []*Counter      `yaml:"counters"`
+	Triggers    []*Trigger      `yaml:"triggers"`
+
+	// ProviderConfig and BalancerConfig are the decoded plugin configs
+	// (BalancerConfig is nil without a load balancer).
+	ProviderConfig provider.Config `yaml:"-"`
+	BalancerConfig lb.Config       `yaml:"-"`
+	// Line is where the cluster is defined.
+	Line int `yaml:"-"`
+}
+
+// DesiredOrMin returns the configured desired size, or Min when unset.
+func (c *Cluster) DesiredOrMin() int {
+	if c.Desired != nil {
+		return *c.Desired
+	}
+	return c.Min
+}
+
+// Counter returns the counter named name, or nil.
+func (c *Cluster) Counter(name string) *Counter {
+	for _, k := range c.Counters {
+		if k.Name == name {
+			return k
+		}
+	}
+	return nil
+}
+
+// Trigger returns the trigger named name, or nil.
+func (c *Cluster) Trigger(name string) *Trigger {
+	for _, t := range c.Triggers {
+		if t.Name == name {
+			return t
+		}
+	}
+	return nil
+}
+
+// HealthCheck says how a node is judged healthy.
+type HealthCheck struct {
+	// Type is http, tcp or none. Default: http when the cluster has a load
+	// balancer, tcp otherwise.
+	Type string `yaml:"type"`
+	// Path is the HTTP path (http only), default /healthz.
+	Path     string          `yaml:"path"`
+	Interval plugin.Duration `yaml:"interval"`
+	Timeout  plugin.Duration `yaml:"timeout"`
+	// UnhealthyThreshold is how many failures in a row make an in-service node
+	// unhealthy, and so replaced.
+	UnhealthyThreshold int `yaml:"unhealthy_threshold"`
+	// GracePeriod after a node is in service during which failures do not count.
+	GracePeriod plugin.Duration `yaml:"grace_period"`
+}
+
+// PluginSpec is a plugin section: its type and its own keys.
+type PluginSpec struct {
+	Type string `yaml:"type"`
+	// Params holds the plugin's own keys (everything but type).
+	Params *yaml.Node `yaml:"-"`
+	Line   int        `yaml:"-"`
+}
+
+// UnmarshalYAML splits the section into type and the plugin's own keys.
+func (p *PluginSpec) UnmarshalYAML(n *yaml.Node) error {
+	type common struct {
+		Type string `yaml:"type"`
+	}
+	var c common
+	params, err := splitDecode(n, &c)
+	p.Type, p.Params, p.Line = c.Type, params, n.Line
+	return err
+}
+
+// Aggregations of a node-scoped counter over the cluster's nodes.
+const (
+	AggAvg = "avg"
+	AggMin = "min"
+	AggMax = "max"
+	AggSum = "sum"
+)
+
+// Counter is a metric read every Interval.
+type Counter struct {
+	Name string `yaml:"name"`
+	Type string `yaml:"type"`
+	// Scope is node (read from each in-service node) or cluster (read once).
+	Scope counter.Scope `yaml:"scope"`
+	// Aggregate combines node readings: avg, min, max or sum.
+	Aggregate string          `yaml:"aggregate"`
+	Interval  plugin.Duration `yaml:"interval"`
+	Timeout   plugin.Duration `yaml:"timeout"`
+
+	// Params holds the source's own keys; Source is their decoded config.
+	Params *yaml.Node     `yaml:"-"`
+	Source counter.Config `yaml:"-"`
+	Line   int            `yaml:"-"`
+}
+
+// UnmarshalYAML splits the counter into its common keys and its source's keys.
+func (c *Counter) UnmarshalYAML(n *yaml.Node) error {
+	type common struct {
+		Name      string          `yaml:"name"`
+		Type      string          `yaml:"type"`
+		Scope     counter.Scope   `yaml:"scope"`
+		Aggregate string          `yaml:"aggregate"`
+		Interval  plugin.Duration `yaml:"interval"`
+		Timeout   plugin.Duration `yaml:"timeout"`
+	}
+	var k common
+	params, err := splitDecode(n, &k)
+	*c = Counter{Name: k.Name, Type: k.Type, Scope: k.Scope, Aggregate: k.Aggregate,
+		Interval: k.Interval, Timeout: k.Timeout, Params: params, Line: n.Line}
+	return err
+}
+
+// Condition is one "counter past threshold" test.
+type Condition struct {
+	Counter string   `yaml:"counter"`
+	Above   *float64 `yaml:"above"`
+	Below   *float64 `yaml:"below"`
+	Line    int      `yaml:"-"`
+}
+
+// Past reports whether v is past the threshold.
+func (c Condition) Past(v float64) bool {
+	if c.Above != nil {
+		return v > *c.Above
+	}
+	return c.Below != nil && v < *c.Below
+}
+
+// String writes the condition as "inflight > 20".
+func (c Condition) String() string {
+	if c.Above != nil {
+		return fmt.Sprintf("%s > %g", c.Counter, *c.Above)
+	}
+	if c.Below != nil {
+		return fmt.Sprintf("%s < %g", c.Counter, *c.Below)
+	}
+	return c.Counter
+}
+
+// Trigger fires its actions when any of its conditions holds on every sample
+// for For, and then waits Cooldown.
+type Trigger struct {
+	Name string `yaml:"name"`
+	// Counter with Above or Below is the one-condition shorthand of When.
+	Counter  string          `yaml:"counter"`
+	Above    *float64        `yaml:"above"`
+	Below    *float64        `yaml:"below"`
+	When     []*Condition    `yaml:"when"`
+	For      plugin.Duration `yaml:"for"`
+	Cooldown plugin.Duration `yaml:"cooldown"`
+	Actions  []*Action       `yaml:"actions"`
+	Line     int             `yaml:"-"`
+}
+
+// Conditions returns the trigger's conditions, shorthand included.
+func (t *Trigger) Conditions() []Condition {
+	var out []Condition
+	if t.Counter != "" {
+		out = append(out, Condition{Counter: t.Counter, Above: t.Above, Below: t.Below, Line: t.Line})
+	}
+	for _, c := range t.When {
+		out = append(out, *c)
+	}
+	return out
+}
+
+// Action is one step of a trigger.
+type Action struct {
+	Type   string        `yaml:"type"`
+	Params *yaml.Node    `yaml:"-"`
+	Config action.Config `yaml:"-"`
+	Line   int           `yaml:"-"`
+}
+
+// UnmarshalYAML splits the action into its type and its own keys.
+func (a *Action) UnmarshalYAML(n *yaml.Node) error {
+	var s PluginSpec
+	err := s.UnmarshalYAML(n)
+	a.Type, a.Params, a.Line = s.Type, s.Params, n.Line
+	return err
+}
+
+// ParamsJSON returns the action's decoded config as JSON, as stored with an activity.
+func (a *Action) ParamsJSON() json.RawMessage {
+	b, err := json.Marshal(a.Config)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// splitDecode decodes the keys of mapping n that common declares into common
+// (strictly) and returns the remaining keys as a new mapping node (nil if none).
+// Errors are yaml TypeErrors, so the surrounding decode goes on and collects them.
+func splitDecode(n *yaml.Node, common any) (*yaml.Node, error) {
+	if n.Kind != yaml.MappingNode {
+		return nil, &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: expected a mapping with a type key", n.Line)}}
+	}
+	known := map[string]bool{}
+	t := reflect.TypeOf(common).Elem()
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		known[name] = true
+	}
+	mine := &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Column: n.Column, Tag: "!!map"}
+	rest := &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Column: n.Column, Tag: "!!map"}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		dst := rest
+		if known[n.Content[i].Value] {
+			dst = mine
+		}
+		dst.Content = append(dst.Content, n.Content[i], n.Content[i+1])
+	}
+	err := plugin.TypeError(plugin.DecodeStrict(mine, common))
+	if len(rest.Content) == 0 {
+		return nil, err
+	}
+	return rest, err
+}
+
+// Load reads, decodes, defaults and validates the configuration at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path) //nolint:gosec // the operator names the file
+	if err != nil {
+		return nil, fmt.Errorf("reading configuration: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes, defaults and validates a configuration; file names it in errors.
+func Parse(file string, data []byte) (*Config, error) {
+	cfg := &Config{File: file}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, &ErrorList{File: file, Errs: []error{syntaxError(err)}}
+	}
+	if root.Kind == 0 {
+		return nil, &ErrorList{File: file, Errs: []error{&plugin.LineError{Line: 1, Err: fmt.Errorf("the file is empty: define at least server or clusters")}}}
+	}
+	v := &validator{lines: indexLines(&root)}
+	if err := plugin.DecodeStrict(&root, cfg); err != nil {
+		v.errs = append(v.errs, plugin.Flatten(err)...)
+	}
+	cfg.applyDefaults()
+	v.validate(cfg)
+	if len(v.errs) > 0 {
+		return nil, &ErrorList{File: file, Errs: v.errs}
+	}
+	return cfg, nil
+}
+
+func syntaxError(err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	var line int
+	if _, scanErr := fmt.Sscanf(msg, "line %d:", &line); scanErr == nil {
+		_, rest, _ := strings.Cut(msg, ":")
+		return &plugin.LineError{Line: line, Err: fmt.Errorf("YAML syntax: %s", strings.TrimSpace(rest))}
+	}
+	return fmt.Errorf("YAML syntax: %s", msg)
+}
+
+func (c *Config) applyDefaults() {
+	s := &c.Server
+	if s.Listen == "" {
+		s.Listen = DefaultListen
+	}
+	if s.DataDir == "" {
+		s.DataDir = DefaultDataDir
+	}
+	if s.LogLevel == "" {
+		s.LogLevel = "info"
+	}
+	if s.SampleRetention == 0 {
+		s.SampleRetention = plugin.Duration(6 * 3600 * 1e9)
+	}
+	if s.Tick == 0 {
+		s.Tick = plugin.Duration(1e9)
+	}
+	if env := os.Getenv("GOSCALER_API_TOKENS"); env != "" {
+		for _, t := range strings.Split(env, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				s.APITokens = append(s.APITokens, t)
+			}
+		}
+	}
+	for _, cl := range c.Clusters {
+		if cl == nil {
+			continue
+		}
+		if cl.BootTimeout == 0 {
+			cl.BootTimeout = plugin.Duration(120 * 1e9)
+		}
+		h := &cl.HealthCheck
+		if h.Type == "" {
+			h.Type = "tcp"
+			if cl.LoadBalancer != nil {
+				h.Type = "http"
+			}
+		}
+		if h.Type == "http" && h.Path == "" {
+			h.Path = "/healthz"
+		}
+		if h.Interval == 0 {
+			h.Interval = plugin.Duration(2 * 1e9)
+		}
+		if h.Timeout == 0 {
+			h.Timeout = plugin.Duration(1e9)
+		}
+		if h.UnhealthyThreshold == 0 {
+			h.UnhealthyThreshold = 3
+		}
+		for _, k := range cl.Counters {
+			if k == nil {
+				continue
+			}
+			if k.Interval == 0 {
+				k.Interval = plugin.Duration(DefaultCounterInterval)
+			}
+			if k.Timeout == 0 {
+				k.Timeout = k.Interval
+			}
+			if k.Aggregate == "" {
+				k.Aggregate = AggAvg
+			}
+		}
+	}
+}
+
+// Level returns the slog level of Server.LogLevel.
+func (s Server) Level() slog.Level {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(s.LogLevel))
+	return l
+}
+
+// IsLoopback reports whether addr (host:port) listens on loopback only.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

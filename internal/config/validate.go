@@ -1,0 +1,355 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/goscaler/goscaler/internal/action"
+	"github.com/goscaler/goscaler/internal/counter"
+	"github.com/goscaler/goscaler/internal/lb"
+	"github.com/goscaler/goscaler/internal/plugin"
+	"github.com/goscaler/goscaler/internal/provider"
+)
+
+// ErrorList is every problem of one configuration file.
+type ErrorList struct {
+	File string
+	Errs []error
+}
+
+// Error lists the problems one per line as "file:line: message".
+func (e *ErrorList) Error() string {
+	var b strings.Builder
+	for i, err := range e.Errs {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		var le *plugin.LineError
+		if errors.As(err, &le) && le.Line > 0 {
+			fmt.Fprintf(&b, "%s:%d: %v", e.File, le.Line, le.Err)
+			continue
+		}
+		fmt.Fprintf(&b, "%s: %v", e.File, err)
+	}
+	return b.String()
+}
+
+// Unwrap returns the individual problems.
+func (e *ErrorList) Unwrap() []error { return e.Errs }
+
+var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$`)
+
+type validator struct {
+	lines map[string]int
+	errs  []error
+}
+
+// at records a problem at the line of path (or of the closest parent present).
+func (v *validator) at(path string, format string, args ...any) {
+	v.errs = append(v.errs, &plugin.LineError{Line: v.line(path), Err: fmt.Errorf(format, args...)})
+}
+
+func (v *validator) line(path string) int {
+	for p := path; p != ""; {
+		if l, ok := v.lines[p]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return 0
+}
+
+// plugin records errors from decoding a plugin section, keeping their lines.
+func (v *validator) plugin(path string, err error) {
+	for _, e := range plugin.Flatten(err) {
+		var le *plugin.LineError
+		if errors.As(e, &le) && le.Line > 0 {
+			v.errs = append(v.errs, e)
+			continue
+		}
+		v.at(path, "%v", e)
+	}
+}
+
+func (v *validator) validate(cfg *Config) {
+	s := cfg.Server
+	if _, _, err := net.SplitHostPort(s.Listen); err != nil {
+		v.at("server.listen", "server.listen %q is not host:port (for example 127.0.0.1:8080)", s.Listen)
+	} else if !IsLoopback(s.Listen) && len(s.APITokens) == 0 {
+		v.at("server.listen", "server.listen %q is reachable beyond loopback but no api_tokens are set: add server.api_tokens (or GOSCALER_API_TOKENS), or listen on 127.0.0.1", s.Listen)
+	}
+	switch s.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		v.at("server.log_level", "server.log_level %q is not one of debug, info, warn, error", s.LogLevel)
+	}
+	if s.Database != "" && !strings.HasPrefix(s.Database, "postgres://") && !strings.HasPrefix(s.Database, "postgresql://") && !strings.HasPrefix(s.Database, "sqlite:") {
+		v.at("server.database", "server.database must be a postgres:// URL or sqlite:PATH (leave it empty for SQLite in data_dir)")
+	}
+	for i, t := range s.APITokens {
+		if len(t) < 16 {
+			v.at(fmt.Sprintf("server.api_tokens[%d]", i), "API token %d is shorter than 16 characters: use a long random string (openssl rand -hex 32)", i+1)
+		}
+	}
+	if len(cfg.Clusters) == 0 {
+		v.at("clusters", "no clusters defined: add at least one under clusters:")
+	}
+	names := map[string]int{}
+	listens := map[string]string{}
+	for i, cl := range cfg.Clusters {
+		if cl == nil {
+			v.at(fmt.Sprintf("clusters[%d]", i), "cluster %d is empty", i+1)
+			continue
+		}
+		v.cluster(fmt.Sprintf("clusters[%d]", i), cl, names, listens)
+	}
+}
+
+func (v *validator) cluster(p string, cl *Cluster, names map[string]int, listens map[string]string) {
+	cl.Line = v.line(p)
+	switch {
+	case cl.Name == "":
+		v.at(p, "cluster without a name: add name: (lowercase letters, digits and dashes)")
+	case !nameRE.MatchString(cl.Name):
+		v.at(p+".name", "cluster name %q must be 1-40 lowercase letters, digits and dashes", cl.Name)
+	case names[cl.Name] > 0:
+		v.at(p+".name", "cluster %q is defined twice (first at line %d)", cl.Name, names[cl.Name])
+	default:
+		names[cl.Name] = v.line(p + ".name")
+	}
+	if cl.Min < 0 {
+		v.at(p+".min", "min is %d: it cannot be negative", cl.Min)
+	}
+	if cl.Max < 1 {
+		v.at(p+".max", "max is %d: set max to at least 1", cl.Max)
+	}
+	if cl.Min > cl.Max && cl.Max >= 1 {
+		v.at(p+".max", "min (%d) is greater than max (%d): lower min or raise max", cl.Min, cl.Max)
+	}
+	if cl.Desired != nil && (*cl.Desired < cl.Min || *cl.Desired > cl.Max) {
+		v.at(p+".desired", "desired (%d) is outside min..max (%d..%d)", *cl.Desired, cl.Min, cl.Max)
+	}
+	if cl.Provider == nil {
+		v.at(p, "cluster %q has no provider: add provider: {type: process, command: [...]}", cl.Name)
+	} else if cfg, err := provider.Registry.Decode(cl.Provider.Type, cl.Provider.Params); err != nil {
+		v.plugin(p+".provider.type", err)
+	} else {
+		cl.ProviderConfig = cfg
+	}
+	if cl.LoadBalancer != nil {
+		if cfg, err := lb.Registry.Decode(cl.LoadBalancer.Type, cl.LoadBalancer.Params); err != nil {
+			v.plugin(p+".load_balancer.type", err)
+		} else {
+			cl.BalancerConfig = cfg
+		}
+		if addr := lbListen(cl.LoadBalancer.Params); addr != "" {
+			if other, ok := listens[addr]; ok {
+				v.at(p+".load_balancer", "load balancer address %s is already used by cluster %q", addr, other)
+			}
+			listens[addr] = cl.Name
+		}
+	}
+	h := cl.HealthCheck
+	switch h.Type {
+	case "http", "tcp", "none":
+	default:
+		v.at(p+".health_check.type", "health_check.type %q is not one of http, tcp, none", h.Type)
+	}
+	if h.Type == "http" && !strings.HasPrefix(h.Path, "/") {
+		v.at(p+".health_check.path", "health_check.path %q must start with /", h.Path)
+	}
+	if h.UnhealthyThreshold < 1 {
+		v.at(p+".health_check.unhealthy_threshold", "health_check.unhealthy_threshold must be at least 1")
+	}
+	if h.Timeout > h.Interval {
+		v.at(p+".health_check.timeout", "health_check.timeout (%s) is longer than its interval (%s)", h.Timeout, h.Interval)
+	}
+	for k, val := range cl.Vars {
+		if _, err := plugin.ParseTemplate(val); err != nil {
+			v.at(p+".vars."+k, "vars.%s: %v", k, err)
+		}
+	}
+
+	counters := map[string]bool{}
+	for i, k := range cl.Counters {
+		v.counter(fmt.Sprintf("%s.counters[%d]", p, i), k, counters)
+	}
+	triggers := map[string]bool{}
+	for i, t := range cl.Triggers {
+		v.trigger(fmt.Sprintf("%s.triggers[%d]", p, i), t, counters, triggers)
+	}
+}
+
+func lbListen(n *yaml.Node) string {
+	if n == nil {
+		return ""
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == "listen" {
+			return n.Content[i+1].Value
+		}
+	}
+	return ""
+}
+
+func (v *validator) counter(p string, k *Counter, seen map[string]bool) {
+	if k == nil {
+		v.at(p, "empty counter")
+		return
+	}
+	k.Line = v.line(p)
+	switch {
+	case k.Name == "":
+		v.at(p, "counter without a name: add name:")
+	case !nameRE.MatchString(strings.ReplaceAll(k.Name, "_", "-")):
+		v.at(p+".name", "counter name %q must be lowercase letters, digits, dashes or underscores", k.Name)
+	case seen[k.Name]:
+		v.at(p+".name", "counter %q is defined twice in this cluster", k.Name)
+	}
+	seen[k.Name] = true
+	src, err := counter.Registry.Decode(k.Type, k.Params)
+	if err != nil {
+		v.plugin(p+".type", err)
+	} else {
+		k.Source = src
+		if k.Scope == "" {
+			k.Scope = src.DefaultScope()
+		}
+	}
+	switch k.Scope {
+	case counter.ScopeNode, counter.ScopeCluster, "":
+	default:
+		v.at(p+".scope", "scope %q is not node or cluster", k.Scope)
+	}
+	switch k.Aggregate {
+	case AggAvg, AggMin, AggMax, AggSum:
+	default:
+		v.at(p+".aggregate", "aggregate %q is not one of avg, min, max, sum", k.Aggregate)
+	}
+	if k.Interval.D() < 100*1e6 {
+		v.at(p+".interval", "interval %s is too short: use at least 100ms", k.Interval)
+	}
+	if k.Timeout > k.Interval {
+		v.at(p+".timeout", "timeout (%s) is longer than the interval (%s): readings would pile up", k.Timeout, k.Interval)
+	}
+}
+
+func (v *validator) trigger(p string, t *Trigger, counters, seen map[string]bool) {
+	if t == nil {
+		v.at(p, "empty trigger")
+		return
+	}
+	t.Line = v.line(p)
+	switch {
+	case t.Name == "":
+		v.at(p, "trigger without a name: add name:")
+	case !nameRE.MatchString(strings.ReplaceAll(t.Name, "_", "-")):
+		v.at(p+".name", "trigger name %q must be lowercase letters, digits, dashes or underscores", t.Name)
+	case seen[t.Name]:
+		v.at(p+".name", "trigger %q is defined twice in this cluster", t.Name)
+	}
+	seen[t.Name] = true
+	if t.Counter == "" && len(t.When) == 0 {
+		v.at(p, "trigger %q has no condition: add counter: with above: or below:, or a when: list", t.Name)
+	}
+	if t.Counter == "" && (t.Above != nil || t.Below != nil) {
+		v.at(p, "trigger %q sets above/below without counter:", t.Name)
+	}
+	if t.Counter != "" {
+		v.condition(p, Condition{Counter: t.Counter, Above: t.Above, Below: t.Below}, counters)
+	}
+	for i, c := range t.When {
+		cp := fmt.Sprintf("%s.when[%d]", p, i)
+		if c == nil {
+			v.at(cp, "empty condition")
+			continue
+		}
+		c.Line = v.line(cp)
+		v.condition(cp, *c, counters)
+	}
+	if len(t.Actions) == 0 {
+		v.at(p, "trigger %q has no actions: add actions: [{type: deploy_node, count: 1}]", t.Name)
+	}
+	for i, a := range t.Actions {
+		ap := fmt.Sprintf("%s.actions[%d]", p, i)
+		if a == nil {
+			v.at(ap, "empty action")
+			continue
+		}
+		a.Line = v.line(ap)
+		cfg, err := action.Registry.Decode(a.Type, a.Params)
+		if err != nil {
+			v.plugin(ap+".type", err)
+			continue
+		}
+		a.Config = cfg
+	}
+}
+
+func (v *validator) condition(p string, c Condition, counters map[string]bool) {
+	if !counters[c.Counter] {
+		known := make([]string, 0, len(counters))
+		for k := range counters {
+			known = append(known, k)
+		}
+		v.at(p+".counter", "unknown counter %q: define it under counters: (known: %s)", c.Counter, strings.Join(sortStrings(known), ", "))
+	}
+	switch {
+	case c.Above == nil && c.Below == nil:
+		v.at(p+".counter", "condition on %q needs above: or below:", c.Counter)
+	case c.Above != nil && c.Below != nil:
+		v.at(p+".below", "condition on %q sets both above: and below:; use two triggers", c.Counter)
+	}
+}
+
+// indexLines maps paths like clusters[0].triggers[1].for to their line.
+func indexLines(root *yaml.Node) map[string]int {
+	out := map[string]int{}
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		if n == nil {
+			return
+		}
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, path)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k := n.Content[i].Value
+				child := k
+				if path != "" {
+					child = path + "." + k
+				}
+				out[child] = n.Content[i].Line
+				walk(n.Content[i+1], child)
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				child := path + "[" + strconv.Itoa(i) + "]"
+				out[child] = c.Line
+				walk(c, child)
+			}
+		default:
+		}
+	}
+	walk(root, "")
+	return out
+}
+
+func sortStrings(s []string) []string {
+	slices.Sort(s)
+	return s
+}

@@ -1,0 +1,424 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/goscaler/goscaler/internal/config"
+	"github.com/goscaler/goscaler/internal/jobs"
+	"github.com/goscaler/goscaler/internal/lb"
+	"github.com/goscaler/goscaler/internal/provider"
+	"github.com/goscaler/goscaler/internal/store"
+)
+
+// recover runs when this server becomes the leader: it adopts the machines
+// that outlived the previous server, removes the ones nobody wants, and
+// re-enqueues the work that was decided but not finished.
+func (c *Controller) recover(ctx context.Context) error {
+	for _, name := range c.order {
+		if err := c.adopt(ctx, c.clusters[name]); err != nil {
+			return err
+		}
+	}
+	return c.resumeWork(ctx)
+}
+
+func (c *Controller) adopt(ctx context.Context, cl *cluster) error {
+	name := cl.cfg.Name
+	machines, err := cl.prov.List(ctx, name)
+	if err != nil {
+		return fmt.Errorf("cluster %q: listing machines to adopt: %w", name, err)
+	}
+	nodes, err := c.st.NodeList(ctx, store.NodeFilter{Cluster: name})
+	if err != nil {
+		return fmt.Errorf("cluster %q: listing nodes: %w", name, err)
+	}
+	byID := map[string]store.Node{}
+	for _, n := range nodes {
+		byID[n.ID] = n
+	}
+	seen := map[string]bool{}
+	for _, m := range machines {
+		n, known := byID[m.NodeID]
+		if !known || n.State == store.NodeTerminated || n.State == store.NodeFailed && n.MachineID != "" && n.MachineID != m.ID {
+			c.log.Warn("removing a machine no node wants", "cluster", name, "machine", m.ID, "node", m.NodeID)
+			if err := cl.prov.Delete(ctx, m.ID); err != nil && !errors.Is(err, provider.ErrNotFound) {
+				return fmt.Errorf("cluster %q: removing orphan machine %s: %w", name, m.ID, err)
+			}
+			c.activity(ctx, c.st, store.Activity{Cluster: name, Node: m.NodeID, Kind: "remove_orphan",
+				Cause: fmt.Sprintf("machine %s (node %s) was running but no node of the cluster wants it", m.ID, m.NodeID)})
+			continue
+		}
+		seen[n.ID] = true
+		if n.MachineID != m.ID || n.Address == "" {
+			n.MachineID, n.Address, n.Meta = m.ID, m.Address, mergeMeta(n.Meta, m.Meta)
+			if _, err := c.st.NodeUpdate(ctx, n); err != nil {
+				return fmt.Errorf("node %s: storing adopted machine: %w", n.ID, err)
+			}
+		}
+		if n.State == store.NodeInService {
+			c.log.Info("adopted node", "cluster", name, "node", n.ID, "machine", m.ID)
+			if cl.bal != nil && !n.Maintenance {
+				if err := cl.bal.Register(ctx, lb.Backend{NodeID: n.ID, Address: n.Address}); err != nil {
+					return fmt.Errorf("node %s: registering adopted node: %w", n.ID, err)
+				}
+			}
+		}
+	}
+	for _, n := range nodes {
+		if seen[n.ID] || n.MachineID == "" || (n.State != store.NodeInService && n.State != store.NodeConfiguring) {
+			continue
+		}
+		reason := fmt.Sprintf("its machine %s was gone when the server started", n.MachineID)
+		if _, err := c.setState(ctx, n, store.NodeFailed, reason); err != nil {
+			return err
+		}
+		c.activity(ctx, c.st, store.Activity{Cluster: name, Node: n.ID, Kind: "node_failed",
+			Cause: fmt.Sprintf("node %s: %s", n.ID, reason), Status: store.ActivityFailed, Error: reason})
+		if err := c.enqueue(ctx, jobs.TerminateArgs{NodeID: n.ID}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// resumeWork enqueues again what the store says is unfinished. Jobs are unique
+// by their arguments, so work that still has its job is not doubled.
+func (c *Controller) resumeWork(ctx context.Context) error {
+	nodes, err := c.st.NodeList(ctx, store.NodeFilter{States: []store.NodeState{
+		store.NodePending, store.NodeProvisioning, store.NodeConfiguring, store.NodeDraining, store.NodeFailed}})
+	if err != nil {
+		return fmt.Errorf("listing unfinished nodes: %w", err)
+	}
+	for _, n := range nodes {
+		if _, ok := c.clusters[n.Cluster]; !ok {
+			continue
+		}
+		var err error
+		if n.State.Active() {
+			err = c.enqueue(ctx, jobs.LaunchArgs{NodeID: n.ID})
+		} else {
+			err = c.enqueue(ctx, jobs.TerminateArgs{NodeID: n.ID})
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for _, status := range []store.ActivityStatus{store.ActivityPending, store.ActivityRunning} {
+		acts, err := c.st.ActivityList(ctx, store.ActivityFilter{Status: status, Limit: 1000})
+		if err != nil {
+			return fmt.Errorf("listing unfinished activities: %w", err)
+		}
+		for _, a := range acts {
+			if a.ParentID == 0 {
+				continue
+			}
+			if ready, err := c.stepReady(ctx, a); err != nil {
+				return err
+			} else if ready {
+				if err := c.enqueue(ctx, jobs.ActionArgs{ActivityID: a.ID}); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// reconcile brings one cluster to its desired size: replace what is missing,
+// remove what is too much.
+func (c *Controller) reconcile(ctx context.Context, cl *cluster) error {
+	name := cl.cfg.Name
+	if err := c.checkMachines(ctx, cl); err != nil {
+		return err
+	}
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	rec, err := c.st.ClusterGet(ctx, name)
+	if err != nil {
+		return err
+	}
+	nodes, err := c.st.NodeList(ctx, store.NodeFilter{Cluster: name})
+	if err != nil {
+		return err
+	}
+	c.metrics.observeCluster(rec, nodes)
+	var active []store.Node
+	for _, n := range nodes {
+		if n.State.Active() {
+			active = append(active, n)
+		}
+	}
+	switch {
+	case len(active) < rec.Desired:
+		cl.latestMu.RLock()
+		wait := cl.nextLaunchAt
+		cl.latestMu.RUnlock()
+		if c.clock.Now().Before(wait) {
+			return nil
+		}
+		a := c.activity(ctx, c.st, store.Activity{Cluster: name, Kind: "deploy_node", Status: store.ActivityRunning,
+			Cause: fmt.Sprintf("reconcile: %d node(s) active or starting, %d desired", len(active), rec.Desired)})
+		created, _, err := c.createNodes(ctx, cl, a, 0, false)
+		if err != nil {
+			return err
+		}
+		out := "launching"
+		for _, n := range created {
+			out += " " + n.ID
+			if err := c.enqueue(ctx, jobs.LaunchArgs{NodeID: n.ID}); err != nil {
+				return err
+			}
+		}
+		_, err = c.st.ActivityUpdate(ctx, a.ID, store.ActivityUpdate{Status: store.ActivitySucceeded,
+			Output: out, FinishedAt: c.clock.Now()})
+		return err
+	case len(active) > rec.Desired:
+		return c.removeSurplus(ctx, rec, active, len(active)-rec.Desired)
+	}
+	return nil
+}
+
+// removeSurplus drains nodes beyond the desired size: nodes not yet in
+// service first, then the oldest.
+// The caller holds the cluster's lock.
+func (c *Controller) removeSurplus(ctx context.Context, rec store.Cluster, nodes []store.Node, n int) error {
+	var pick []store.Node
+	for _, node := range nodes {
+		if node.State != store.NodeInService && len(pick) < n {
+			pick = append(pick, node)
+		}
+	}
+	for _, node := range removable(nodes, "oldest") {
+		if node.State == store.NodeInService && len(pick) < n {
+			pick = append(pick, node)
+		}
+	}
+	if len(pick) == 0 {
+		return nil
+	}
+	a := c.activity(ctx, c.st, store.Activity{Cluster: rec.Name, Kind: "remove_node",
+		Cause: fmt.Sprintf("reconcile: %d node(s) active, %d desired", len(nodes), rec.Desired)})
+	for _, node := range pick {
+		if node.Meta == nil {
+			node.Meta = map[string]string{}
+		}
+		node.Meta[metaRemovedBy] = fmt.Sprint(a.ID)
+		if _, err := c.setState(ctx, node, store.NodeDraining, a.Cause); err != nil {
+			return err
+		}
+		if err := c.enqueue(ctx, jobs.TerminateArgs{NodeID: node.ID}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkMachines fails the nodes whose machine died.
+func (c *Controller) checkMachines(ctx context.Context, cl *cluster) error {
+	nodes, err := c.st.NodeList(ctx, store.NodeFilter{Cluster: cl.cfg.Name,
+		States: []store.NodeState{store.NodeConfiguring, store.NodeInService}})
+	if err != nil {
+		return err
+	}
+	for _, n := range nodes {
+		if n.MachineID == "" {
+			continue
+		}
+		m, err := cl.prov.Get(ctx, n.MachineID)
+		var reason string
+		switch {
+		case errors.Is(err, provider.ErrNotFound):
+			reason = fmt.Sprintf("its machine %s is gone", n.MachineID)
+		case err != nil:
+			c.log.Warn("cannot inspect machine", "node", n.ID, "err", err)
+			continue
+		case m.State != provider.MachineRunning:
+			reason = fmt.Sprintf("its machine %s stopped: %s", n.MachineID, m.Reason)
+		default:
+			continue
+		}
+		if err := c.nodeFailed(ctx, cl, n, reason); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// nodeFailed takes a node out of service for good; the reconciler replaces it.
+func (c *Controller) nodeFailed(ctx context.Context, cl *cluster, n store.Node, reason string) error {
+	if cl.bal != nil {
+		// Out of rotation at once; the terminate job drains what is left.
+		go func() {
+			_ = cl.bal.Deregister(context.WithoutCancel(ctx), lb.Backend{NodeID: n.ID, Address: n.Address})
+		}()
+	}
+	if _, err := c.setState(ctx, n, store.NodeFailed, reason); err != nil {
+		return err
+	}
+	c.metrics.nodeFailures.WithLabelValues(cl.cfg.Name).Inc()
+	c.activity(ctx, c.st, store.Activity{Cluster: cl.cfg.Name, Node: n.ID, Kind: "node_failed",
+		Cause: fmt.Sprintf("node %s failed: %s; it will be replaced", n.ID, reason), Status: store.ActivityFailed, Error: reason})
+	return c.enqueue(ctx, jobs.TerminateArgs{NodeID: n.ID})
+}
+
+// healthLoop checks in-service nodes every interval and fails those that
+// failed UnhealthyThreshold checks in a row (after their grace period).
+func (c *Controller) healthLoop(ctx context.Context, cl *cluster) {
+	hc := cl.cfg.HealthCheck
+	if hc.Type == "none" {
+		return
+	}
+	t := time.NewTicker(hc.Interval.D())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		nodes, err := c.st.NodeList(ctx, store.NodeFilter{Cluster: cl.cfg.Name, States: []store.NodeState{store.NodeInService}})
+		if err != nil {
+			continue
+		}
+		var wg sync.WaitGroup
+		for _, n := range nodes {
+			if n.Maintenance || c.clock.Now().Sub(n.InServiceAt) < hc.GracePeriod.D() {
+				continue
+			}
+			wg.Go(func() {
+				err := cl.health.check(ctx, n.Address)
+				if fails := cl.health.record(n.Address, err); fails >= hc.UnhealthyThreshold && ctx.Err() == nil {
+					cl.health.forget(n.Address)
+					reason := fmt.Sprintf("health check failed %d times in a row: %v", fails, err)
+					if err := c.nodeFailed(ctx, cl, n, reason); err != nil {
+						c.log.Error("failing unhealthy node", "node", n.ID, "err", err)
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+}
+
+// housekeeping requeues jobs of dead servers and prunes old samples.
+func (c *Controller) housekeeping(ctx context.Context) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		before := c.clock.Now().Add(-c.opts.Config.Server.SampleRetention.D())
+		if _, err := c.st.SamplePrune(ctx, before); err != nil && ctx.Err() == nil {
+			c.log.Warn("pruning samples failed", "err", err)
+		}
+	}
+}
+
+// healthChecker runs a cluster's health check and counts failures per address.
+type healthChecker struct {
+	cfg    config.HealthCheck
+	client *http.Client
+	mu     sync.Mutex
+	fails  map[string]int
+}
+
+func newHealthChecker(cfg config.HealthCheck) *healthChecker {
+	return &healthChecker{cfg: cfg, fails: map[string]int{}, client: &http.Client{
+		Timeout:   cfg.Timeout.D(),
+		Transport: &http.Transport{MaxIdleConnsPerHost: 1, IdleConnTimeout: 30 * time.Second},
+	}}
+}
+
+// check runs the health check once against address.
+func (h *healthChecker) check(ctx context.Context, address string) error {
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout.D())
+	defer cancel()
+	switch h.cfg.Type {
+	case "none":
+		return nil
+	case "tcp":
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, "tcp", address)
+		if err != nil {
+			return fmt.Errorf("tcp %s: %w", address, err)
+		}
+		return conn.Close()
+	default:
+		url := "http://" + address + h.cfg.Path
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := h.client.Do(req)
+		if err != nil {
+			return fmt.Errorf("GET %s: %w", url, err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode >= 400 {
+			return fmt.Errorf("GET %s: HTTP %d", url, resp.StatusCode)
+		}
+		return nil
+	}
+}
+
+// record counts a result and returns the failures in a row.
+func (h *healthChecker) record(address string, err error) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err == nil {
+		delete(h.fails, address)
+		return 0
+	}
+	h.fails[address]++
+	return h.fails[address]
+}
+
+func (h *healthChecker) forget(address string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.fails, address)
+}
+
+// TerminateAll deletes every machine of every cluster and marks their nodes
+// terminated (used when the demo stops). It returns what it removed.
+func (c *Controller) TerminateAll(ctx context.Context, reason string) ([]string, error) {
+	var removed []string
+	var errs []error
+	for _, name := range c.order {
+		cl := c.clusters[name]
+		machines, err := cl.prov.List(ctx, name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("cluster %q: listing machines: %w", name, err))
+			continue
+		}
+		for _, m := range machines {
+			if err := cl.prov.Delete(ctx, m.ID); err != nil && !errors.Is(err, provider.ErrNotFound) {
+				errs = append(errs, fmt.Errorf("cluster %q: deleting machine %s: %w", name, m.ID, err))
+				continue
+			}
+			removed = append(removed, m.NodeID)
+		}
+		nodes, err := c.st.NodeList(ctx, store.NodeFilter{Cluster: name})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, n := range nodes {
+			if n.State != store.NodeTerminated {
+				if _, err := c.setState(ctx, n, store.NodeTerminated, reason); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	return removed, errors.Join(errs...)
+}
