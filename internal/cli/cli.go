@@ -84,6 +84,16 @@ Start with:  goscaler demo`,
 	return root
 }
 
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
 func envOr(key, def string) string {
 	if v := os.Getenv(key); v != "" {
 		return v
@@ -148,7 +158,8 @@ cluster out and back in. Needs nothing installed. Ctrl-C stops it and every node
 			if dataDir == "" {
 				dataDir = filepath.Join(os.TempDir(), "goscaler-demo")
 			}
-			return demo.Run(ctx, demo.Options{Listen: listen, DataDir: dataDir, Out: g.out, Logger: newLogger(g.errOut, level)})
+			return demo.Run(ctx, demo.Options{Listen: listen, DataDir: dataDir, Out: g.out, Live: isTerminal(g.out),
+				Logger: newLogger(g.errOut, level)})
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "address of the API")

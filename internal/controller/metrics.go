@@ -2,6 +2,7 @@ package controller
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/goscaler/goscaler/internal/store"
 )
@@ -42,7 +43,7 @@ func NewMetrics() *Metrics {
 	}
 	m.Registry.MustRegister(m.clusterSize, m.clusterBounds, m.counterValue, m.counterErrors, m.firings,
 		m.actionDuration, m.actionFailures, m.nodeFailures,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

@@ -80,7 +80,10 @@ type Options struct {
 	Listen  string
 	DataDir string
 	// Out receives the live status line.
-	Out    io.Writer
+	Out io.Writer
+	// Live rewrites one status line in place (for a terminal) instead of
+	// printing a line per change.
+	Live   bool
 	Logger *slog.Logger
 	// Profile overrides DefaultProfile (tests).
 	Profile []Phase
@@ -122,14 +125,19 @@ func Run(ctx context.Context, opts Options) error {
 		}
 		_ = gen.Run(ctx)
 	}()
-	status(ctx, srv, gen, opts.Out)
+	status(ctx, srv, gen, opts.Out, opts.Live)
 	<-genDone
 	return <-done
 }
 
 // status prints a line every few seconds until ctx is done.
-func status(ctx context.Context, srv *server.Server, gen *LoadGen, out io.Writer) {
-	t := time.NewTicker(3 * time.Second)
+func status(ctx context.Context, srv *server.Server, gen *LoadGen, out io.Writer, live bool) {
+	every := 3 * time.Second
+	if live {
+		every = time.Second
+		defer fmt.Fprintln(out)
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
 	last := ""
 	for {
@@ -166,7 +174,16 @@ func status(ctx context.Context, srv *server.Server, gen *LoadGen, out io.Writer
 		line := fmt.Sprintf("load %-9s %2d clients | nodes in service %d/%d (starting %d, draining %d; min %d max %d) | avg in-flight per node %s | requests ok %d failed %d",
 			ls.Phase, ls.Workers, in, c.Desired, starting, draining, c.Min, c.Max, avg, ls.OK, ls.Failed)
 		if acts, err := st.ActivityList(ctx, store.ActivityFilter{Cluster: "demo", Limit: 1}); err == nil && len(acts) > 0 {
-			line += "\n  last: " + acts[0].Kind + " " + string(acts[0].Status) + " — " + acts[0].Cause
+			if live {
+				line += " | last: " + acts[0].Kind + " " + string(acts[0].Status)
+			} else {
+				line += "\n  last: " + acts[0].Kind + " " + string(acts[0].Status) + " — " + acts[0].Cause
+			}
+		}
+		if live {
+			// Rewrite the line in place: carriage return, then erase to its end.
+			fmt.Fprintf(out, "\r\033[K%s %s", time.Now().Format("15:04:05"), line)
+			continue
 		}
 		if line != last {
 			fmt.Fprintf(out, "%s %s\n", time.Now().Format("15:04:05"), line)

@@ -379,7 +379,7 @@ func serveNode(ctx context.Context, ln net.Listener, node *Node, logger *slog.Lo
 		logger.Warn("demo node: in-flight requests did not finish in time, closing", "err", err)
 		_ = srv.Close()
 	}
-	<-errc // Serve has returned http.ErrServerClosed
+	<-errc //nolint:errcheck // Serve has returned http.ErrServerClosed
 	logger.Info("demo node stopped")
 	return nil
 }

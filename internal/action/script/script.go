@@ -144,7 +144,7 @@ func (s *run) Run(ctx context.Context, r action.Run) (string, error) {
 func envName(k string) string {
 	var b strings.Builder
 	for i, r := range k {
-		if i > 0 && r >= 'A' && r <= 'Z' && !(k[i-1] >= 'A' && k[i-1] <= 'Z') {
+		if i > 0 && r >= 'A' && r <= 'Z' && (k[i-1] < 'A' || k[i-1] > 'Z') {
 			b.WriteByte('_')
 		}
 		b.WriteRune(r)

@@ -116,7 +116,7 @@ func usesNodeVars(src string) bool {
 		}
 		return false
 	}
-	return walk(t.Tree.Root)
+	return walk(t.Root)
 }
 
 // Validate checks the config and returns every problem, each naming its key.
@@ -265,7 +265,7 @@ func (s *Source) Read(ctx context.Context, t counter.Target) (float64, error) {
 	if err != nil {
 		return 0, requestError(ctx, desc, start, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))

@@ -269,16 +269,16 @@ func (p *Provider) Create(ctx context.Context, spec provider.NodeSpec) (provider
 	)
 
 	logPath := p.logPath(spec.Cluster, spec.NodeID)
-	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o750); err != nil {
 		return provider.Machine{}, fmt.Errorf("%w: creating node %s: log directory: %w", provider.ErrTransient, spec.NodeID, err)
 	}
-	logFile, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	logFile, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return provider.Machine{}, fmt.Errorf("%w: creating node %s: log file: %w", provider.ErrTransient, spec.NodeID, err)
 	}
 	// The child gets its own descriptor of the file: no pipe through the
 	// server, so the node keeps logging if the server dies.
-	defer logFile.Close()
+	defer func() { _ = logFile.Close() }()
 	fmt.Fprintf(logFile, "goscaler %s: starting node %s of cluster %s on %s: %q in %s\n",
 		time.Now().Format(time.RFC3339), spec.NodeID, spec.Cluster, address, argv, dir)
 
@@ -739,6 +739,6 @@ func freePort(host string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("finding a free port on %s: %w", host, err)
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }

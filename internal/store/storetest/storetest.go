@@ -843,7 +843,7 @@ func testTxCommit(t *testing.T, s store.Store) {
 		}
 		// The transaction sees its own writes.
 		if c, err := tx.ClusterGet(ctx, "web"); err != nil || c.Desired != 2 {
-			return fmt.Errorf("ClusterGet in tx = %+v, %v", c, err)
+			return fmt.Errorf("ClusterGet in tx = %+v, %w", c, err)
 		}
 		n, err := tx.NodeGet(ctx, "web-1")
 		if err != nil {
