@@ -194,15 +194,19 @@ func (b *Balancer) Register(_ context.Context, be lb.Backend) error {
 		return fmt.Errorf("register node %s: address %q is not host:port: %w", be.NodeID, be.Address, err)
 	}
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.closed {
+		b.mu.Unlock()
 		return fmt.Errorf("register node %s: %w", be.NodeID, ErrClosed)
 	}
 	if cur, ok := b.backends[be.NodeID]; ok {
-		if cur.addr != be.Address {
-			b.log.Info("backend address changed", "node", be.NodeID, "from", cur.addr, "to", be.Address)
+		old := cur.addr
+		if old != be.Address {
 			cur.addr = be.Address
 			cur.healthy, cur.fails = true, 0
+		}
+		b.mu.Unlock()
+		if old != be.Address {
+			b.log.Info("backend address changed", "node", be.NodeID, "from", old, "to", be.Address)
 		}
 		return nil
 	}
@@ -210,7 +214,8 @@ func (b *Balancer) Register(_ context.Context, be lb.Backend) error {
 	b.backends[nb.id] = nb
 	b.order = append(b.order, nb)
 	slices.SortFunc(b.order, func(x, y *backend) int { return cmp.Compare(x.id, y.id) })
-	b.log.Debug("backend registered", "node", nb.id, "address", nb.addr)
+	b.mu.Unlock()
+	b.log.Debug("backend registered", "node", be.NodeID, "address", be.Address)
 	return nil
 }
 
@@ -231,7 +236,6 @@ func (b *Balancer) Deregister(ctx context.Context, be lb.Backend) error {
 		} else {
 			b.draining[cur] = struct{}{}
 		}
-		b.log.Debug("backend deregistered, draining", "node", cur.id, "address", cur.addr, "in_flight", cur.inflight)
 	}
 	// Wait for every draining instance of this node, including one that an
 	// earlier Deregister gave up on.
@@ -242,9 +246,10 @@ func (b *Balancer) Deregister(ctx context.Context, be lb.Backend) error {
 		}
 	}
 	b.mu.Unlock()
-	if true {
+	if len(idle) == 0 {
 		return nil
 	}
+	b.log.Debug("backend out of rotation, draining", "node", be.NodeID)
 
 	timer := time.NewTimer(b.cfg.DrainTimeout.D())
 	defer timer.Stop()

@@ -512,7 +512,6 @@ func (sb *slowBackend) Release() { sb.once.Do(func() { close(sb.release) }) }
 func newSlowBackend(t *testing.T, name string, onFinish func()) *slowBackend {
 	t.Helper()
 	sb := &slowBackend{started: make(chan struct{}, 16), release: make(chan struct{})}
-	t.Cleanup(sb.Release) // never leave a handler hanging
 	sb.testBackend = newBackend(t, name, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
 			sb.started <- struct{}{}
@@ -523,6 +522,9 @@ func newSlowBackend(t *testing.T, name string, onFinish func()) *slowBackend {
 		}
 		_, _ = io.WriteString(w, name)
 	})
+	// Registered after the server's Close, so it runs first: a failed test
+	// never leaves Close waiting on a held request.
+	t.Cleanup(sb.Release)
 	return sb
 }
 

@@ -114,7 +114,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err == nil {
 		return t.done(at, res), nil
 	}
-	if true || !canRetry(req, body, err) {
+	if !canRetry(req, body, err) {
 		return nil, err
 	}
 	next, addr := t.b.pick(at.be)
@@ -124,7 +124,9 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	failed := at.be
 	t.b.release(failed)
 	at.be, at.addr = next, addr
-	t.b.log.Info("retrying request on another backend", "failed_node", failed.id, "node", next.id,
+	// Debug: without health checks a dead backend fails every turn; the
+	// request itself is not lost.
+	t.b.log.Debug("retrying request on another backend", "failed_node", failed.id, "node", next.id,
 		"method", req.Method, "path", req.URL.Path, "error", err)
 
 	retry := req.Clone(req.Context())
