@@ -190,24 +190,36 @@ func (c *Controller) autoFire(ctx context.Context, cl *cluster, t *config.Trigge
 
 // firingBusy reports whether the trigger's last firing still has unfinished steps.
 func (c *Controller) firingBusy(ctx context.Context, cl *cluster, trigger string) (bool, error) {
-	last, err := c.st.ActivityList(ctx, store.ActivityFilter{Cluster: cl.cfg.Name, Kind: "trigger", Limit: 20})
-	if err != nil {
-		return false, err
-	}
-	for _, a := range last {
-		if a.Trigger != trigger {
-			continue
-		}
-		steps, err := c.st.ActivityList(ctx, store.ActivityFilter{ParentID: a.ID})
+	cl.latestMu.RLock()
+	last, known := cl.lastFiring[trigger]
+	cl.latestMu.RUnlock()
+	if !known {
+		// After a restart: look for the trigger's latest firing in the history.
+		recent, err := c.st.ActivityList(ctx, store.ActivityFilter{Cluster: cl.cfg.Name, Kind: "trigger", Limit: 1000})
 		if err != nil {
 			return false, err
 		}
-		for _, s := range steps {
-			if !s.Status.Done() {
-				return true, nil
+		for _, a := range recent {
+			if a.Trigger == trigger {
+				last = a.ID
+				break
 			}
 		}
+		cl.latestMu.Lock()
+		cl.lastFiring[trigger] = last
+		cl.latestMu.Unlock()
+	}
+	if last == 0 {
 		return false, nil
+	}
+	steps, err := c.st.ActivityList(ctx, store.ActivityFilter{ParentID: last, Limit: 1000})
+	if err != nil {
+		return false, err
+	}
+	for _, s := range steps {
+		if !s.Status.Done() {
+			return true, nil
+		}
 	}
 	return false, nil
 }

@@ -78,6 +78,8 @@ type cluster struct {
 	latestMu sync.RWMutex
 	// latest holds the newest aggregate and per-node samples of each counter.
 	latest map[string]CounterReading
+	// lastFiring is the decision activity of each trigger's latest firing.
+	lastFiring map[string]int64
 	// launchFailures counts launches that failed in a row, for backoff.
 	launchFailures int
 	nextLaunchAt   time.Time
@@ -122,7 +124,7 @@ func (c *Controller) buildCluster(ctx context.Context, cc *config.Cluster) (*clu
 		return nil, fmt.Errorf("cluster %q: provider %s: %w", cc.Name, cc.Provider.Type, err)
 	}
 	cl := &cluster{cfg: cc, prov: prov, sources: map[string]counter.Source{},
-		triggers: map[string]*policy.Threshold{}, latest: map[string]CounterReading{}}
+		triggers: map[string]*policy.Threshold{}, latest: map[string]CounterReading{}, lastFiring: map[string]int64{}}
 	if cc.BalancerConfig != nil {
 		path := ""
 		if cc.HealthCheck.Type == "http" {

@@ -80,7 +80,7 @@ func (c *Controller) createNodes(ctx context.Context, cl *cluster, a store.Activ
 		if err != nil {
 			return err
 		}
-		n := count
+		var n int
 		if !raiseDesired {
 			nodes, err := tx.NodeList(ctx, store.NodeFilter{Cluster: rec.Name})
 			if err != nil {
@@ -287,7 +287,29 @@ func (c *Controller) enqueue(ctx context.Context, args river.JobArgs) error {
 	return c.queue.Enqueue(ctx, args)
 }
 
-// setState moves a node to state with reason and stores it.
+// errSuperseded is returned by setState when another job or the reconciler
+// changed the node's state in a way the requested move must not undo.
+var errSuperseded = errors.New("node state changed meanwhile")
+
+// superseded reports whether moving a node that the store says is in cur to
+// next would undo another decision: a terminated node stays terminated, a
+// node taken out of service (draining, failed) never comes back, and a
+// failed node fails once.
+func superseded(cur, next store.NodeState) bool {
+	switch {
+	case cur == store.NodeTerminated:
+		return next != store.NodeTerminated
+	case !cur.Active():
+		return next.Active() || cur == store.NodeFailed && next == store.NodeFailed
+	default:
+		return false
+	}
+}
+
+// setState moves a node to state with reason and stores it. n may be a stale
+// copy (a launch job holds one while it waits for the provider): if the
+// stored node moved on in a way this move would undo, nothing is stored and
+// the error wraps errSuperseded.
 func (c *Controller) setState(ctx context.Context, n store.Node, state store.NodeState, reason string) (store.Node, error) {
 	n.State, n.Reason = state, reason
 	now := c.clock.Now()
@@ -298,7 +320,23 @@ func (c *Controller) setState(ctx context.Context, n store.Node, state store.Nod
 		n.TerminatedAt = now
 	default:
 	}
-	out, err := c.st.NodeUpdate(ctx, n)
+	var out store.Node
+	// Read and write in one transaction, so a stale copy never undoes a newer state.
+	err := c.st.Tx(ctx, func(tx store.Store) error {
+		cur, err := tx.NodeGet(ctx, n.ID)
+		if err != nil {
+			return err
+		}
+		if superseded(cur.State, state) {
+			out = cur
+			return fmt.Errorf("node %s is %s, not moving it to %s: %w", n.ID, cur.State, state, errSuperseded)
+		}
+		out, err = tx.NodeUpdate(ctx, n)
+		return err
+	})
+	if errors.Is(err, errSuperseded) {
+		return out, err
+	}
 	if err != nil {
 		return n, fmt.Errorf("node %s: storing state %s: %w", n.ID, state, err)
 	}
@@ -346,6 +384,9 @@ func (c *Controller) launchNode(ctx context.Context, nodeID string, attempt int)
 	deadline := n.CreatedAt.Add(cl.cfg.BootTimeout.D())
 	if n.State == store.NodePending || n.MachineID == "" {
 		if n, err = c.setState(ctx, n, store.NodeProvisioning, "creating its machine"); err != nil {
+			if errors.Is(err, errSuperseded) {
+				return nil
+			}
 			return err
 		}
 		if c.opts.DryRun {
@@ -363,6 +404,14 @@ func (c *Controller) launchNode(ctx context.Context, nodeID string, attempt int)
 		}
 		n.MachineID, n.Address, n.Meta = m.ID, m.Address, mergeMeta(n.Meta, m.Meta)
 		if n, err = c.setState(ctx, n, store.NodeConfiguring, "waiting for its health check"); err != nil {
+			if errors.Is(err, errSuperseded) {
+				// The node was removed while its machine was being made:
+				// nobody else knows this machine, so it goes now.
+				if derr := cl.prov.Delete(ctx, m.ID); derr != nil && !errors.Is(derr, provider.ErrNotFound) {
+					return fmt.Errorf("node %s: deleting the machine of a node removed meanwhile: %w", n.ID, derr)
+				}
+				return nil
+			}
 			return err
 		}
 	}
@@ -395,6 +444,13 @@ func (c *Controller) launchNode(ctx context.Context, nodeID string, attempt int)
 	}
 	cl.launchSucceeded()
 	_, err = c.setState(ctx, n, store.NodeInService, "passed its health check")
+	if errors.Is(err, errSuperseded) {
+		// Drained or failed while it booted: out of rotation again.
+		if cl.bal != nil {
+			_ = cl.bal.Deregister(ctx, lb.Backend{NodeID: n.ID, Address: n.Address})
+		}
+		return nil
+	}
 	return err
 }
 
@@ -402,6 +458,9 @@ func (c *Controller) launchNode(ctx context.Context, nodeID string, attempt int)
 func (c *Controller) failLaunch(ctx context.Context, cl *cluster, n store.Node, reason string) error {
 	c.launchFailed(cl)
 	if _, err := c.setState(ctx, n, store.NodeFailed, reason); err != nil {
+		if errors.Is(err, errSuperseded) {
+			return nil // already failed or removed by someone else
+		}
 		return err
 	}
 	c.activity(ctx, c.st, store.Activity{Cluster: n.Cluster, Node: n.ID, Kind: "node_failed",

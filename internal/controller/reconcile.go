@@ -118,10 +118,18 @@ func (c *Controller) resumeWork(ctx context.Context) error {
 			if a.ParentID == 0 {
 				continue
 			}
-			if ready, err := c.stepReady(ctx, a); err != nil {
+			prev, err := c.previousStep(ctx, a)
+			if err != nil {
 				return err
-			} else if ready {
+			}
+			switch {
+			case a.Step == 0 || prev.Status == store.ActivitySucceeded:
 				if err := c.enqueue(ctx, jobs.ActionArgs{ActivityID: a.ID}); err != nil {
+					return err
+				}
+			case prev.Status == store.ActivityFailed || prev.Status == store.ActivitySkipped:
+				// A crash came between failing a step and skipping the rest.
+				if err := c.skipAfter(ctx, prev, c.clock.Now()); err != nil {
 					return err
 				}
 			}
@@ -129,6 +137,9 @@ func (c *Controller) resumeWork(ctx context.Context) error {
 	}
 	return nil
 }
+
+// resumeEvery is how often unfinished work is enqueued again.
+const resumeEvery = 30 * time.Second
 
 // reconcile brings one cluster to its desired size: replace what is missing,
 // remove what is too much.
@@ -226,11 +237,30 @@ func (c *Controller) checkMachines(ctx context.Context, cl *cluster) error {
 	if err != nil {
 		return err
 	}
+	if len(nodes) == 0 {
+		return nil
+	}
+	// One List per cluster; Get only for the machines it does not show (a
+	// cloud's list may lag behind a machine just created).
+	machines, err := cl.prov.List(ctx, cl.cfg.Name)
+	if err != nil {
+		return fmt.Errorf("cluster %q: listing machines: %w", cl.cfg.Name, err)
+	}
+	listed := map[string]provider.Machine{}
+	for _, m := range machines {
+		listed[m.ID] = m
+	}
 	for _, n := range nodes {
 		if n.MachineID == "" {
 			continue
 		}
-		m, err := cl.prov.Get(ctx, n.MachineID)
+		m, ok := listed[n.MachineID]
+		if ok && m.State == provider.MachineRunning {
+			continue
+		}
+		if !ok {
+			m, err = cl.prov.Get(ctx, n.MachineID)
+		}
 		var reason string
 		switch {
 		case errors.Is(err, provider.ErrNotFound):
@@ -259,6 +289,9 @@ func (c *Controller) nodeFailed(ctx context.Context, cl *cluster, n store.Node, 
 		}()
 	}
 	if _, err := c.setState(ctx, n, store.NodeFailed, reason); err != nil {
+		if errors.Is(err, errSuperseded) {
+			return nil // already failed, draining or terminated: handled
+		}
 		return err
 	}
 	c.metrics.nodeFailures.WithLabelValues(cl.cfg.Name).Inc()
@@ -306,15 +339,24 @@ func (c *Controller) healthLoop(ctx context.Context, cl *cluster) {
 	}
 }
 
-// housekeeping requeues jobs of dead servers and prunes old samples.
+// housekeeping prunes old samples and, every resumeEvery, enqueues again the
+// work the store says is unfinished: a job that ran out of retries (the load
+// balancer or the provider was down for a while) gets a new one.
 func (c *Controller) housekeeping(ctx context.Context) {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
+	lastResume := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if time.Since(lastResume) >= resumeEvery {
+			lastResume = time.Now()
+			if err := c.resumeWork(ctx); err != nil && ctx.Err() == nil {
+				c.log.Warn("resuming unfinished work failed", "err", err)
+			}
 		}
 		before := c.clock.Now().Add(-c.opts.Config.Server.SampleRetention.D())
 		if _, err := c.st.SamplePrune(ctx, before); err != nil && ctx.Err() == nil {

@@ -60,6 +60,9 @@ func (c *Controller) fire(ctx context.Context, cl *cluster, t *config.Trigger, c
 	if err != nil {
 		return store.Activity{}, fmt.Errorf("cluster %q: recording firing of %q: %w", cl.cfg.Name, t.Name, err)
 	}
+	cl.latestMu.Lock()
+	cl.lastFiring[t.Name] = parent.ID
+	cl.latestMu.Unlock()
 	c.metrics.firings.WithLabelValues(cl.cfg.Name, t.Name).Inc()
 	c.log.Info("trigger fired", "cluster", cl.cfg.Name, "trigger", t.Name, "cause", cause)
 	if first != 0 {
@@ -212,20 +215,19 @@ func (c *Controller) skipAfter(ctx context.Context, a store.Activity, now time.T
 	return nil
 }
 
-// stepReady reports whether a step may run: it is the first, or the one
-// before it succeeded.
-func (c *Controller) stepReady(ctx context.Context, a store.Activity) (bool, error) {
+// previousStep returns the step before a (the zero Activity for the first).
+func (c *Controller) previousStep(ctx context.Context, a store.Activity) (store.Activity, error) {
 	if a.Step == 0 {
-		return true, nil
+		return store.Activity{}, nil
 	}
-	steps, err := c.st.ActivityList(ctx, store.ActivityFilter{ParentID: a.ParentID})
+	steps, err := c.st.ActivityList(ctx, store.ActivityFilter{ParentID: a.ParentID, Limit: 1000})
 	if err != nil {
-		return false, err
+		return store.Activity{}, err
 	}
 	for _, s := range steps {
 		if s.Step == a.Step-1 {
-			return s.Status == store.ActivitySucceeded, nil
+			return s, nil
 		}
 	}
-	return false, nil
+	return store.Activity{}, nil
 }

@@ -3,9 +3,9 @@
 // or PostgreSQL), with retries and backoff.
 //
 // Durability rules:
-//   - Every job is unique by its arguments (an activity or node ID), so
-//     enqueueing the same work twice, for example when recovering after a crash,
-//     makes one job.
+//   - Every job is unique by its arguments (an activity or node ID) among
+//     unfinished jobs, so enqueueing the same work twice, for example when
+//     recovering after a crash, makes one job.
 //   - A job left "running" by a server that died (kill -9) is made available
 //     again by the next server: at once on SQLite (one server per data
 //     directory), or once the dead server's heartbeat is stale on PostgreSQL.
@@ -60,6 +60,13 @@ type TerminateArgs struct {
 
 // Kind names the job kind.
 func (TerminateArgs) Kind() string { return "terminate_node" }
+
+// unfinished are the job states in which an identical job is not inserted
+// again. A finished (completed, discarded, cancelled) job does not block a new
+// one: every handler is idempotent, so running again after completion is safe
+// and is how stuck work is retried.
+var unfinished = []rivertype.JobState{rivertype.JobStateAvailable, rivertype.JobStatePending,
+	rivertype.JobStateRetryable, rivertype.JobStateRunning, rivertype.JobStateScheduled}
 
 // MaxAttempts is how often a job is tried before it is discarded.
 const MaxAttempts = 6
@@ -187,7 +194,7 @@ type queue[TTx any] struct {
 }
 
 func (q *queue[TTx]) Enqueue(ctx context.Context, args river.JobArgs) error {
-	_, err := q.client.Insert(ctx, args, &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true}})
+	_, err := q.client.Insert(ctx, args, &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: unfinished}})
 	if err != nil {
 		return fmt.Errorf("jobs: enqueueing %s: %w", args.Kind(), err)
 	}

@@ -160,27 +160,30 @@ func firstLine(s string) string {
 	return s
 }
 
+// limitedBuffer keeps the first maxOutput bytes written to it. It wraps the
+// buffer instead of embedding it: an embedded bytes.Buffer would expose
+// ReadFrom, which os/exec uses, skipping the cap.
 type limitedBuffer struct {
-	bytes.Buffer
+	buf     bytes.Buffer
 	dropped int
 }
 
 func (b *limitedBuffer) Write(p []byte) (int, error) {
-	room := maxOutput - b.Len()
+	room := maxOutput - b.buf.Len()
 	if room <= 0 {
 		b.dropped += len(p)
 		return len(p), nil
 	}
 	if len(p) > room {
 		b.dropped += len(p) - room
-		b.Buffer.Write(p[:room])
+		b.buf.Write(p[:room])
 		return len(p), nil
 	}
-	return b.Buffer.Write(p)
+	return b.buf.Write(p)
 }
 
 func (b *limitedBuffer) String() string {
-	s := b.Buffer.String()
+	s := b.buf.String()
 	if b.dropped > 0 {
 		s += fmt.Sprintf("\n[%d more bytes not kept]\n", b.dropped)
 	}
