@@ -141,7 +141,7 @@ func open[TTx any](ctx context.Context, driver riverdriver.Driver[TTx], db *sql.
 		Logger:            quiet(opts.Logger),
 		MaxAttempts:       MaxAttempts,
 		FetchPollInterval: poll,
-		FetchCooldown:     min(poll, 50*time.Millisecond),
+		FetchCooldown:     min(poll, 5*time.Millisecond),
 		// Steps bound their own time (boot timeout, script timeout, drain
 		// timeout); a job timeout would cut a long but healthy launch short.
 		JobTimeout:  -1,
