@@ -5,13 +5,16 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -108,8 +111,9 @@ func (a *api) auth(next http.Handler) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if ok {
+		// The scheme name is case-insensitive (RFC 7235).
+		scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		if ok && strings.EqualFold(scheme, "Bearer") {
 			for _, t := range a.opts.Tokens {
 				if subtle.ConstantTimeCompare([]byte(got), []byte(t)) == 1 {
 					next.ServeHTTP(w, r)
@@ -118,7 +122,7 @@ func (a *api) auth(next http.Handler) http.Handler {
 			}
 		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="goscaler"`)
-		writeJSON(w, http.StatusUnauthorized, map[string]Error{"error": {Code: "unauthorized",
+		_ = writeJSON(w, http.StatusUnauthorized, map[string]Error{"error": {Code: "unauthorized",
 			Message: "this API needs a valid token: send Authorization: Bearer TOKEN (goscaler --token or GOSCALER_TOKEN)"}})
 	})
 }
@@ -140,22 +144,32 @@ func (a *api) wrap(h handler) http.Handler {
 				a.opts.Logger.Error("API request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 				ae = &apiError{status: http.StatusInternalServerError, code: "internal", err: err}
 			}
-			writeJSON(w, ae.status, map[string]Error{"error": {Code: ae.code, Message: ae.err.Error()}})
+			_ = writeJSON(w, ae.status, map[string]Error{"error": {Code: ae.code, Message: ae.err.Error()}})
 			return
 		}
 		if status == 0 {
 			status = http.StatusOK
 		}
-		writeJSON(w, status, v)
+		if err := writeJSON(w, status, v); err != nil {
+			a.opts.Logger.Error("API response cannot be encoded", "method", r.Method, "path", r.URL.Path, "err", err)
+			_ = writeJSON(w, http.StatusInternalServerError, map[string]Error{"error": {Code: "internal",
+				Message: fmt.Sprintf("encoding the response: %v", err)}})
+		}
 	})
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
+// writeJSON writes v with status. It encodes v before writing anything, so
+// that a value JSON cannot hold (NaN) leaves the response unwritten and the
+// error can still be reported.
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
+	_, _ = w.Write(append(b, '\n'))
+	return nil
 }
 
 // ClusterView is a cluster as the API shows it.
@@ -416,6 +430,9 @@ func decode(r *http.Request, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return badRequest("invalid JSON body: %v", err)
 	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return badRequest("invalid JSON body: data after the object")
+	}
 	return nil
 }
 
@@ -487,5 +504,9 @@ func (a *api) getActivity(r *http.Request) (any, int, error) {
 	if steps == nil {
 		steps = []store.Activity{}
 	}
+	// The store lists newest first; steps read in the order they run.
+	slices.SortStableFunc(steps, func(x, y store.Activity) int {
+		return cmp.Or(cmp.Compare(x.Step, y.Step), cmp.Compare(x.ID, y.ID))
+	})
 	return ActivityDetail{Activity: act, Steps: steps}, 0, err
 }

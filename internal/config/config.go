@@ -10,12 +10,16 @@
 package config
 
 import (
+	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -60,6 +64,9 @@ type Server struct {
 	SampleRetention plugin.Duration `yaml:"sample_retention"`
 	// Tick is how often the controller reconciles clusters.
 	Tick plugin.Duration `yaml:"tick"`
+
+	// envTokens counts the APITokens that came from GOSCALER_API_TOKENS (the last ones).
+	envTokens int
 }
 
 // Cluster is one cluster's definition.
@@ -140,14 +147,23 @@ type PluginSpec struct {
 
 // UnmarshalYAML splits the section into type and the plugin's own keys.
 func (p *PluginSpec) UnmarshalYAML(n *yaml.Node) error {
+	params, err := p.split(n)
+	p.Params = params
+	return plugin.TypeError(err)
+}
+
+func (p *PluginSpec) split(n *yaml.Node) (*yaml.Node, error) {
 	type common struct {
 		Type string `yaml:"type"`
 	}
 	var c common
 	params, err := splitDecode(n, &c)
-	p.Type, p.Params, p.Line = c.Type, params, n.Line
-	return err
+	p.Type, p.Line = c.Type, n.Line
+	return params, err
 }
+
+// pluginKeys are the keys of a plugin section that are not the plugin's own.
+var pluginKeys = []string{"type"}
 
 // Aggregations of a node-scoped counter over the cluster's nodes.
 const (
@@ -172,7 +188,18 @@ type Counter struct {
 	Params *yaml.Node     `yaml:"-"`
 	Source counter.Config `yaml:"-"`
 	Line   int            `yaml:"-"`
+
+	// decodeErr holds the problems of decoding the common keys, reported by
+	// the validator: returning them from UnmarshalYAML would make yaml.v3 drop
+	// the counter, and with it its other problems and the line of every
+	// counter after it.
+	decodeErr error
+	// notMapping is set when the counter is not a mapping at all.
+	notMapping bool
 }
+
+// counterKeys are the keys of a counter that are not its source's own.
+var counterKeys = []string{"aggregate", "interval", "name", "scope", "timeout", "type"}
 
 // UnmarshalYAML splits the counter into its common keys and its source's keys.
 func (c *Counter) UnmarshalYAML(n *yaml.Node) error {
@@ -187,8 +214,9 @@ func (c *Counter) UnmarshalYAML(n *yaml.Node) error {
 	var k common
 	params, err := splitDecode(n, &k)
 	*c = Counter{Name: k.Name, Type: k.Type, Scope: k.Scope, Aggregate: k.Aggregate,
-		Interval: k.Interval, Timeout: k.Timeout, Params: params, Line: n.Line}
-	return err
+		Interval: k.Interval, Timeout: k.Timeout, Params: params, Line: n.Line,
+		decodeErr: err, notMapping: n.Kind != yaml.MappingNode}
+	return nil
 }
 
 // Condition is one "counter past threshold" test.
@@ -251,14 +279,19 @@ type Action struct {
 	Params *yaml.Node    `yaml:"-"`
 	Config action.Config `yaml:"-"`
 	Line   int           `yaml:"-"`
+
+	// decodeErr and notMapping are as in Counter.
+	decodeErr  error
+	notMapping bool
 }
 
-// UnmarshalYAML splits the action into its type and its own keys.
+// UnmarshalYAML splits the action into its type and its own keys. Problems are
+// kept for the validator (see Counter.decodeErr).
 func (a *Action) UnmarshalYAML(n *yaml.Node) error {
 	var s PluginSpec
-	err := s.UnmarshalYAML(n)
-	a.Type, a.Params, a.Line = s.Type, s.Params, n.Line
-	return err
+	params, err := s.split(n)
+	*a = Action{Type: s.Type, Params: params, Line: n.Line, decodeErr: err, notMapping: n.Kind != yaml.MappingNode}
+	return nil
 }
 
 // ParamsJSON returns the action's decoded config as JSON, as stored with an activity.
@@ -272,10 +305,17 @@ func (a *Action) ParamsJSON() json.RawMessage {
 
 // splitDecode decodes the keys of mapping n that common declares into common
 // (strictly) and returns the remaining keys as a new mapping node (nil if none).
-// Errors are yaml TypeErrors, so the surrounding decode goes on and collects them.
+// Errors are DecodeStrict's *plugin.LineError values.
 func splitDecode(n *yaml.Node, common any) (*yaml.Node, error) {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
 	if n.Kind != yaml.MappingNode {
-		return nil, &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: expected a mapping with a type key", n.Line)}}
+		got := "a list"
+		if n.Kind == yaml.ScalarNode {
+			got = strconv.Quote(n.Value)
+		}
+		return nil, &plugin.LineError{Line: n.Line, Err: fmt.Errorf("expected a mapping with type: and the plugin's own keys, got %s", got)}
 	}
 	known := map[string]bool{}
 	t := reflect.TypeOf(common).Elem()
@@ -292,7 +332,7 @@ func splitDecode(n *yaml.Node, common any) (*yaml.Node, error) {
 		}
 		dst.Content = append(dst.Content, n.Content[i], n.Content[i+1])
 	}
-	err := plugin.TypeError(plugin.DecodeStrict(mine, common))
+	err := plugin.DecodeStrict(mine, common)
 	if len(rest.Content) == 0 {
 		return nil, err
 	}
@@ -313,31 +353,98 @@ func Parse(file string, data []byte) (*Config, error) {
 	cfg := &Config{File: file}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, &ErrorList{File: file, Errs: []error{syntaxError(err)}}
+		return nil, &ErrorList{File: file, Errs: []error{syntaxError(err, data)}}
 	}
-	if root.Kind == 0 {
-		return nil, &ErrorList{File: file, Errs: []error{&plugin.LineError{Line: 1, Err: fmt.Errorf("the file is empty: define at least server or clusters")}}}
+	if isEmpty(&root) {
+		return nil, &ErrorList{File: file, Errs: []error{&plugin.LineError{Line: 1, Err: errors.New("the file is empty: define at least server or clusters")}}}
 	}
-	v := &validator{lines: indexLines(&root)}
+	keys, values := indexLines(&root)
+	v := &validator{lines: keys, values: values, badKeys: map[int]map[string]bool{}}
 	if err := plugin.DecodeStrict(&root, cfg); err != nil {
-		v.errs = append(v.errs, plugin.Flatten(err)...)
+		v.decodeErrors(err)
 	}
 	cfg.applyDefaults()
 	v.validate(cfg)
 	if len(v.errs) > 0 {
+		slices.SortStableFunc(v.errs, func(a, b error) int { return cmp.Compare(errorLine(a), errorLine(b)) })
 		return nil, &ErrorList{File: file, Errs: v.errs}
 	}
 	return cfg, nil
 }
 
-func syntaxError(err error) error {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	var line int
-	if _, scanErr := fmt.Sscanf(msg, "line %d:", &line); scanErr == nil {
-		_, rest, _ := strings.Cut(msg, ":")
-		return &plugin.LineError{Line: line, Err: fmt.Errorf("YAML syntax: %s", strings.TrimSpace(rest))}
+// isEmpty reports whether the document holds nothing: no text, only comments,
+// or a bare null.
+func isEmpty(root *yaml.Node) bool {
+	if root.Kind == 0 {
+		return true
 	}
-	return fmt.Errorf("YAML syntax: %s", msg)
+	if root.Kind == yaml.DocumentNode {
+		if len(root.Content) == 0 {
+			return true
+		}
+		c := root.Content[0]
+		return c.Kind == yaml.ScalarNode && c.ShortTag() == "!!null"
+	}
+	return false
+}
+
+func errorLine(err error) int {
+	var le *plugin.LineError
+	if errors.As(err, &le) {
+		return le.Line
+	}
+	return 0
+}
+
+// parserProblems are the messages of yaml.v3's parser (not its scanner): it
+// reports their line 0-based, one line early.
+var parserProblems = []string{
+	"did not find expected ',' or ']'", "did not find expected ',' or '}'", "did not find expected '-' indicator",
+	"did not find expected <document start>", "did not find expected <stream-start>", "did not find expected key",
+	"did not find expected node content", "found duplicate %TAG directive", "found duplicate %YAML directive",
+	"found incompatible YAML document", "found undefined tag handle",
+}
+
+// syntaxHints add the usual fix to yaml.v3's syntax messages.
+var syntaxHints = map[string]string{
+	"did not find expected ',' or '}'":                             "the { that opens a mapping here is not closed with }",
+	"did not find expected ',' or ']'":                             "the [ that opens a list here is not closed with ]",
+	"found a tab character that violates indentation":              "indent with spaces, not tabs",
+	"found a tab character where an indentation space is expected": "indent with spaces, not tabs",
+	"mapping values are not allowed in this context":               "check the indentation, or quote a value that holds \": \"",
+	"did not find expected key":                                    "check the indentation of this line",
+	"did not find expected '-' indicator":                          "a list item and a key are mixed at the same indentation",
+}
+
+func syntaxError(err error, data []byte) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := 0
+	if _, scanErr := fmt.Sscanf(msg, "line %d:", &line); scanErr == nil {
+		_, msg, _ = strings.Cut(msg, ":")
+		msg = strings.TrimSpace(msg)
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	switch {
+	case slices.Contains(parserProblems, msg):
+		// 0-based, and at the end of the input past the last line.
+		line = min(line+1, len(lines))
+	case strings.HasPrefix(msg, "found a tab character"):
+		// The line is that of the scalar before the tab: find the tab.
+		for i := max(line-1, 0); i < len(lines); i++ {
+			indent := lines[i][:len(lines[i])-len(strings.TrimLeft(lines[i], " \t"))]
+			if strings.Contains(indent, "\t") {
+				line = i + 1
+				break
+			}
+		}
+	}
+	if hint, ok := syntaxHints[msg]; ok {
+		msg += ": " + hint
+	}
+	if line == 0 {
+		return fmt.Errorf("YAML syntax: %s", msg)
+	}
+	return &plugin.LineError{Line: line, Err: fmt.Errorf("YAML syntax: %s", msg)}
 }
 
 func (c *Config) applyDefaults() {
@@ -361,6 +468,7 @@ func (c *Config) applyDefaults() {
 		for _, t := range strings.Split(env, ",") {
 			if t = strings.TrimSpace(t); t != "" {
 				s.APITokens = append(s.APITokens, t)
+				s.envTokens++
 			}
 		}
 	}

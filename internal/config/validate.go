@@ -47,12 +47,53 @@ func (e *ErrorList) Unwrap() []error { return e.Errs }
 var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$`)
 
 type validator struct {
-	lines map[string]int
-	errs  []error
+	// lines and values map paths to the line of their key and of their value.
+	lines  map[string]int
+	values map[string]int
+	errs   []error
+	// badKeys holds, by line, the keys whose value failed to decode.
+	badKeys map[int]map[string]bool
 }
 
-// at records a problem at the line of path (or of the closest parent present).
+// keyedError is a decoding problem that starts with its key ("max: …", "counters[2]: …").
+var keyedError = regexp.MustCompile(`^([A-Za-z_][\w-]*(?:\[\d+\])*): `)
+
+// decodeErrors records the problems of decoding (DecodeStrict's errors) and
+// the keys they are about.
+func (v *validator) decodeErrors(err error) {
+	for _, e := range plugin.Flatten(err) {
+		v.errs = append(v.errs, e)
+		var le *plugin.LineError
+		if !errors.As(e, &le) {
+			continue
+		}
+		if m := keyedError.FindStringSubmatch(le.Err.Error()); m != nil {
+			if v.badKeys[le.Line] == nil {
+				v.badKeys[le.Line] = map[string]bool{}
+			}
+			v.badKeys[le.Line][m[1]] = true
+		}
+	}
+}
+
+// bad reports whether the value at path failed to decode: checks of the zero
+// value it was left with would only repeat that problem.
+func (v *validator) bad(path string) bool {
+	key := path[strings.LastIndex(path, ".")+1:]
+	for _, lines := range []map[string]int{v.lines, v.values} {
+		if l, ok := lines[path]; ok && v.badKeys[l][key] {
+			return true
+		}
+	}
+	return false
+}
+
+// at records a problem at the line of path (or of the closest parent present),
+// unless the value at path failed to decode.
 func (v *validator) at(path string, format string, args ...any) {
+	if v.bad(path) {
+		return
+	}
 	v.errs = append(v.errs, &plugin.LineError{Line: v.line(path), Err: fmt.Errorf(format, args...)})
 }
 
@@ -70,15 +111,24 @@ func (v *validator) line(path string) int {
 	return 0
 }
 
-// plugin records errors from decoding a plugin section, keeping their lines.
-func (v *validator) plugin(path string, err error) {
+// plugin records errors from decoding a plugin section at path (its type key),
+// keeping their lines. An unknown type is reported at the type key; an unknown
+// key lists common, the section's keys that are not the plugin's own, too.
+func (v *validator) plugin(path string, err error, common []string) {
 	for _, e := range plugin.Flatten(err) {
-		var le *plugin.LineError
-		if errors.As(e, &le) && le.Line > 0 {
-			v.errs = append(v.errs, e)
-			continue
+		var uk *plugin.UnknownKeyError
+		if errors.As(e, &uk) {
+			uk.Valid = slices.Compact(slices.Sorted(slices.Values(append(uk.Valid, common...))))
 		}
-		v.at(path, "%v", e)
+		var le *plugin.LineError
+		switch {
+		case errors.Is(e, plugin.ErrUnknownType) && errors.As(e, &le):
+			v.at(path, "%v", le.Err)
+		case errors.As(e, &le) && le.Line > 0:
+			v.errs = append(v.errs, e)
+		default:
+			v.at(path, "%v", e)
+		}
 	}
 }
 
@@ -97,9 +147,14 @@ func (v *validator) validate(cfg *Config) {
 	if s.Database != "" && !strings.HasPrefix(s.Database, "postgres://") && !strings.HasPrefix(s.Database, "postgresql://") && !strings.HasPrefix(s.Database, "sqlite:") {
 		v.at("server.database", "server.database must be a postgres:// URL or sqlite:PATH (leave it empty for SQLite in data_dir)")
 	}
+	fromFile := len(s.APITokens) - s.envTokens
 	for i, t := range s.APITokens {
-		if len(t) < 16 {
+		switch {
+		case len(t) >= 16:
+		case i < fromFile:
 			v.at(fmt.Sprintf("server.api_tokens[%d]", i), "API token %d is shorter than 16 characters: use a long random string (openssl rand -hex 32)", i+1)
+		default:
+			v.errs = append(v.errs, fmt.Errorf("token %d of GOSCALER_API_TOKENS is shorter than 16 characters: use a long random string (openssl rand -hex 32)", i-fromFile+1))
 		}
 	}
 	if len(cfg.Clusters) == 0 {
@@ -137,19 +192,23 @@ func (v *validator) cluster(p string, cl *Cluster, names map[string]int, listens
 	if cl.Min > cl.Max && cl.Max >= 1 {
 		v.at(p+".max", "min (%d) is greater than max (%d): lower min or raise max", cl.Min, cl.Max)
 	}
-	if cl.Desired != nil && (*cl.Desired < cl.Min || *cl.Desired > cl.Max) {
+	if cl.Desired != nil && (*cl.Desired < cl.Min || *cl.Desired > cl.Max) && cl.Min <= cl.Max && !v.bad(p+".min") && !v.bad(p+".max") {
 		v.at(p+".desired", "desired (%d) is outside min..max (%d..%d)", *cl.Desired, cl.Min, cl.Max)
 	}
-	if cl.Provider == nil {
+	switch {
+	case cl.Provider == nil:
 		v.at(p, "cluster %q has no provider: add provider: {type: process, command: [...]}", cl.Name)
-	} else if cfg, err := provider.Registry.Decode(cl.Provider.Type, cl.Provider.Params); err != nil {
-		v.plugin(p+".provider.type", err)
-	} else {
-		cl.ProviderConfig = cfg
+	case v.bad(p + ".provider"):
+	default:
+		if cfg, err := provider.Registry.Decode(cl.Provider.Type, cl.Provider.Params); err != nil {
+			v.plugin(p+".provider.type", err, pluginKeys)
+		} else {
+			cl.ProviderConfig = cfg
+		}
 	}
-	if cl.LoadBalancer != nil {
+	if cl.LoadBalancer != nil && !v.bad(p+".load_balancer") {
 		if cfg, err := lb.Registry.Decode(cl.LoadBalancer.Type, cl.LoadBalancer.Params); err != nil {
-			v.plugin(p+".load_balancer.type", err)
+			v.plugin(p+".load_balancer.type", err, pluginKeys)
 		} else {
 			cl.BalancerConfig = cfg
 		}
@@ -172,8 +231,8 @@ func (v *validator) cluster(p string, cl *Cluster, names map[string]int, listens
 	if h.UnhealthyThreshold < 1 {
 		v.at(p+".health_check.unhealthy_threshold", "health_check.unhealthy_threshold must be at least 1")
 	}
-	if h.Timeout > h.Interval {
-		v.at(p+".health_check.timeout", "health_check.timeout (%s) is longer than its interval (%s)", h.Timeout, h.Interval)
+	if h.Timeout > h.Interval && !v.bad(p+".health_check.interval") {
+		v.at(p+".health_check.timeout", "health_check.timeout (%s) is longer than its interval (%s): lower timeout or raise interval", h.Timeout, h.Interval)
 	}
 	for k, val := range cl.Vars {
 		if _, err := plugin.ParseTemplate(val); err != nil {
@@ -187,8 +246,18 @@ func (v *validator) cluster(p string, cl *Cluster, names map[string]int, listens
 	}
 	triggers := map[string]bool{}
 	for i, t := range cl.Triggers {
-		v.trigger(fmt.Sprintf("%s.triggers[%d]", p, i), t, counters, triggers)
+		v.trigger(fmt.Sprintf("%s.triggers[%d]", p, i), i, t, counters, triggers)
 	}
+}
+
+// itemError names the list item at path ("counters[0]: …") in err, the
+// problem of an item that is not a mapping.
+func itemError(path string, err error) error {
+	var le *plugin.LineError
+	if !errors.As(err, &le) {
+		return err
+	}
+	return &plugin.LineError{Line: le.Line, Err: fmt.Errorf("%s: %w", path[strings.LastIndex(path, ".")+1:], le.Err)}
 }
 
 func lbListen(n *yaml.Node) string {
@@ -209,6 +278,13 @@ func (v *validator) counter(p string, k *Counter, seen map[string]bool) {
 		return
 	}
 	k.Line = v.line(p)
+	if k.notMapping {
+		v.errs = append(v.errs, itemError(p, k.decodeErr))
+		return
+	}
+	if k.decodeErr != nil {
+		v.decodeErrors(k.decodeErr)
+	}
 	switch {
 	case k.Name == "":
 		v.at(p, "counter without a name: add name:")
@@ -219,9 +295,11 @@ func (v *validator) counter(p string, k *Counter, seen map[string]bool) {
 	}
 	seen[k.Name] = true
 	src, err := counter.Registry.Decode(k.Type, k.Params)
-	if err != nil {
-		v.plugin(p+".type", err)
-	} else {
+	switch {
+	case v.bad(p + ".type"):
+	case err != nil:
+		v.plugin(p+".type", err, counterKeys)
+	default:
 		k.Source = src
 		if k.Scope == "" {
 			k.Scope = src.DefaultScope()
@@ -240,17 +318,22 @@ func (v *validator) counter(p string, k *Counter, seen map[string]bool) {
 	if k.Interval.D() < 100*1e6 {
 		v.at(p+".interval", "interval %s is too short: use at least 100ms", k.Interval)
 	}
-	if k.Timeout > k.Interval {
+	if k.Timeout > k.Interval && !v.bad(p+".interval") {
 		v.at(p+".timeout", "timeout (%s) is longer than the interval (%s): readings would pile up", k.Timeout, k.Interval)
 	}
 }
 
-func (v *validator) trigger(p string, t *Trigger, counters, seen map[string]bool) {
+func (v *validator) trigger(p string, i int, t *Trigger, counters, seen map[string]bool) {
 	if t == nil {
 		v.at(p, "empty trigger")
 		return
 	}
 	t.Line = v.line(p)
+	// what names the trigger in messages.
+	what := fmt.Sprintf("trigger %q", t.Name)
+	if t.Name == "" {
+		what = fmt.Sprintf("trigger %d", i+1)
+	}
 	switch {
 	case t.Name == "":
 		v.at(p, "trigger without a name: add name:")
@@ -261,10 +344,9 @@ func (v *validator) trigger(p string, t *Trigger, counters, seen map[string]bool
 	}
 	seen[t.Name] = true
 	if t.Counter == "" && len(t.When) == 0 {
-		v.at(p, "trigger %q has no condition: add counter: with above: or below:, or a when: list", t.Name)
-	}
-	if t.Counter == "" && (t.Above != nil || t.Below != nil) {
-		v.at(p, "trigger %q sets above/below without counter:", t.Name)
+		v.at(p, "%s has no condition: add counter: with above: or below:, or a when: list", what)
+	} else if t.Counter == "" && (t.Above != nil || t.Below != nil) {
+		v.at(p, "%s sets above/below without counter:", what)
 	}
 	if t.Counter != "" {
 		v.condition(p, Condition{Counter: t.Counter, Above: t.Above, Below: t.Below}, counters)
@@ -279,7 +361,7 @@ func (v *validator) trigger(p string, t *Trigger, counters, seen map[string]bool
 		v.condition(cp, *c, counters)
 	}
 	if len(t.Actions) == 0 {
-		v.at(p, "trigger %q has no actions: add actions: [{type: deploy_node, count: 1}]", t.Name)
+		v.at(p, "%s has no actions: add actions: [{type: deploy_node, count: 1}]", what)
 	}
 	for i, a := range t.Actions {
 		ap := fmt.Sprintf("%s.actions[%d]", p, i)
@@ -288,9 +370,19 @@ func (v *validator) trigger(p string, t *Trigger, counters, seen map[string]bool
 			continue
 		}
 		a.Line = v.line(ap)
+		if a.notMapping {
+			v.errs = append(v.errs, itemError(ap, a.decodeErr))
+			continue
+		}
+		if a.decodeErr != nil {
+			v.decodeErrors(a.decodeErr)
+		}
+		if v.bad(ap + ".type") {
+			continue
+		}
 		cfg, err := action.Registry.Decode(a.Type, a.Params)
 		if err != nil {
-			v.plugin(ap+".type", err)
+			v.plugin(ap+".type", err, pluginKeys)
 			continue
 		}
 		a.Config = cfg
@@ -301,11 +393,18 @@ func (v *validator) condition(p string, c Condition, counters map[string]bool) {
 	if !counters[c.Counter] {
 		known := make([]string, 0, len(counters))
 		for k := range counters {
-			known = append(known, k)
+			if k != "" {
+				known = append(known, k)
+			}
 		}
-		v.at(p+".counter", "unknown counter %q: define it under counters: (known: %s)", c.Counter, strings.Join(sortStrings(known), ", "))
+		if len(known) == 0 {
+			v.at(p+".counter", "unknown counter %q: this cluster defines no counters; define it under counters:", c.Counter)
+		} else {
+			v.at(p+".counter", "unknown counter %q: define it under counters: (known: %s)", c.Counter, strings.Join(sortStrings(known), ", "))
+		}
 	}
 	switch {
+	case v.bad(p+".above") || v.bad(p+".below"):
 	case c.Above == nil && c.Below == nil:
 		v.at(p+".counter", "condition on %q needs above: or below:", c.Counter)
 	case c.Above != nil && c.Below != nil:
@@ -313,9 +412,11 @@ func (v *validator) condition(p string, c Condition, counters map[string]bool) {
 	}
 }
 
-// indexLines maps paths like clusters[0].triggers[1].for to their line.
-func indexLines(root *yaml.Node) map[string]int {
+// indexLines maps paths like clusters[0].triggers[1].for to the line of their
+// key (of the item, in a list), and to the line of their value.
+func indexLines(root *yaml.Node) (keys, values map[string]int) {
 	out := map[string]int{}
+	values = map[string]int{}
 	var walk func(n *yaml.Node, path string)
 	walk = func(n *yaml.Node, path string) {
 		if n == nil {
@@ -334,19 +435,21 @@ func indexLines(root *yaml.Node) map[string]int {
 					child = path + "." + k
 				}
 				out[child] = n.Content[i].Line
+				values[child] = n.Content[i+1].Line
 				walk(n.Content[i+1], child)
 			}
 		case yaml.SequenceNode:
 			for i, c := range n.Content {
 				child := path + "[" + strconv.Itoa(i) + "]"
 				out[child] = c.Line
+				values[child] = c.Line
 				walk(c, child)
 			}
 		default:
 		}
 	}
 	walk(root, "")
-	return out
+	return out, values
 }
 
 func sortStrings(s []string) []string {

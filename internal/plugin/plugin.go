@@ -68,22 +68,34 @@ func (r *Registry[C]) Kind() string { return r.kind }
 // ErrUnknownType is wrapped by Decode when the type name is not registered.
 var ErrUnknownType = errors.New("unknown plugin type")
 
+// unknownTypeError says which types exist; it matches ErrUnknownType.
+type unknownTypeError struct {
+	kind, name string
+	known      []string
+}
+
+func (e *unknownTypeError) Error() string {
+	if e.name == "" {
+		return fmt.Sprintf("%s has no type: add type: with one of %s", e.kind, strings.Join(e.known, ", "))
+	}
+	return fmt.Sprintf("unknown %s type %q; known types: %s", e.kind, e.name, strings.Join(e.known, ", "))
+}
+
+func (e *unknownTypeError) Is(target error) bool { return target == ErrUnknownType }
+
 // Decode builds the typed config registered under name from node (a YAML mapping
 // holding the plugin's own keys; nil means no keys), strictly: unknown keys and
 // wrong types are errors that carry their line. If the config implements
-// Validator, it is validated too. Every problem is returned (errors.Join).
+// Validator, it is validated too; each of its problems that starts with a key
+// present in node ("url: required") carries that key's line. Every problem is
+// returned (errors.Join).
 func (r *Registry[C]) Decode(name string, node *yaml.Node) (C, error) {
 	var zero C
 	r.mu.RLock()
 	newConfig, ok := r.m[name]
 	r.mu.RUnlock()
 	if !ok {
-		line := 0
-		if node != nil {
-			line = node.Line
-		}
-		return zero, &LineError{Line: line, Err: fmt.Errorf("%w: %s type %q; known types: %s",
-			ErrUnknownType, r.kind, name, strings.Join(r.Names(), ", "))}
+		return zero, &LineError{Line: keyLine(node, ""), Err: &unknownTypeError{kind: r.kind, name: name, known: r.Names()}}
 	}
 	cfg := newConfig()
 	if node != nil {
@@ -93,14 +105,35 @@ func (r *Registry[C]) Decode(name string, node *yaml.Node) (C, error) {
 	}
 	if v, ok := any(cfg).(Validator); ok {
 		if err := v.Validate(); err != nil {
-			line := 0
-			if node != nil {
-				line = node.Line
+			var errs []error
+			for _, e := range Flatten(err) {
+				errs = append(errs, &LineError{Line: keyLine(node, e.Error()), Err: e})
 			}
-			return zero, &LineError{Line: line, Err: err}
+			return zero, errors.Join(errs...)
 		}
 	}
 	return cfg, nil
+}
+
+// keyLine returns the line of the key msg starts with ("url: …",
+// "command[0]: …", "headers.X: …") in mapping node, else node's own line
+// (0 for nil).
+func keyLine(node *yaml.Node, msg string) int {
+	if node == nil {
+		return 0
+	}
+	if node.Kind == yaml.DocumentNode && len(node.Content) == 1 {
+		node = node.Content[0]
+	}
+	key := msg[:strings.IndexFunc(msg+":", func(r rune) bool { return r == ':' || r == '.' || r == '[' || r == ' ' })]
+	if key != "" && node.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(node.Content); i += 2 {
+			if node.Content[i].Value == key {
+				return node.Content[i].Line
+			}
+		}
+	}
+	return node.Line
 }
 
 // DecodeJSON rebuilds the typed config registered under name from its JSON form
