@@ -29,7 +29,7 @@ func (c *Controller) collectLoop(ctx context.Context, cl *cluster, k *config.Cou
 
 // collectOnce reads the counter, records the samples and evaluates triggers.
 func (c *Controller) collectOnce(ctx context.Context, cl *cluster, k *config.Counter) {
-	now := c.clock.Now()
+	now, start := c.clock.Now(), time.Now()
 	src := cl.sources[k.Name]
 	var nodeSamples []store.Sample
 	var agg store.Sample
@@ -56,6 +56,9 @@ func (c *Controller) collectOnce(ctx context.Context, cl *cluster, k *config.Cou
 			wg.Go(func() {
 				s := c.read(ctx, cl, k, src, counter.Target{Cluster: cl.cfg.Name, NodeID: n.ID, Address: n.Address, Vars: nodeVars(cl, n)}, now)
 				s.Node = n.ID
+				if c.readHook != nil {
+					c.readHook(time.Since(start))
+				}
 				mu.Lock()
 				nodeSamples = append(nodeSamples, s)
 				mu.Unlock()
@@ -72,6 +75,9 @@ func (c *Controller) collectOnce(ctx context.Context, cl *cluster, k *config.Cou
 		c.log.Warn("storing samples failed", "cluster", cl.cfg.Name, "counter", k.Name, "err", err)
 	}
 	c.metrics.observeSample(agg)
+	if c.collectHook != nil {
+		c.collectHook(time.Since(start))
+	}
 
 	cl.latestMu.Lock()
 	cl.latest[k.Name] = CounterReading{Aggregate: agg, Nodes: nodeSamples}

@@ -61,6 +61,11 @@ type Controller struct {
 	queue    jobs.Queue
 	clusters map[string]*cluster
 	order    []string
+
+	// readHook and collectHook, when set (benchmarks), get how long after its
+	// tick each reading completed and each collection was stored.
+	readHook    func(lag time.Duration)
+	collectHook func(took time.Duration)
 }
 
 // cluster is one cluster's runtime.
