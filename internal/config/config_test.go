@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -62,9 +63,9 @@ func TestBadFiles(t *testing.T) {
 		want []string
 	}{
 		{"unknown_keys.bad.yaml", []string{
-			`unknown_keys.bad.yaml:4: unknown key "lisen"; valid keys here: api_tokens, data_dir, database, listen, log_level, sample_retention, tick`,
+			`unknown_keys.bad.yaml:4: unknown key "lisen"; valid keys here: agent_tokens, api_tokens, collect_concurrency, data_dir, database, listen, log_level, retention, sample_retention, tick`,
 			`unknown_keys.bad.yaml:5: unknown key "sever"; valid keys here: clusters, server`,
-			`unknown_keys.bad.yaml:10: unknown key "minimum"; valid keys here: boot_timeout, counters, desired, health_check, load_balancer, max, min, name, provider, triggers, vars`,
+			`unknown_keys.bad.yaml:10: unknown key "minimum"; valid keys here: boot_timeout, counters, desired, health_check, heartbeat, load_balancer, max, min, name, provider, triggers, vars`,
 			// A plugin's keys list the section's common keys too.
 			`unknown_keys.bad.yaml:14: unknown key "comand"; valid keys here: command, dir, env, host, stop_timeout, type`,
 			`unknown_keys.bad.yaml:18: unknown key "listen_port"; valid keys here: drain_timeout, health_interval, health_timeout, listen, type, unhealthy_threshold`,
@@ -156,6 +157,18 @@ func TestBadFiles(t *testing.T) {
 			`server_settings.bad.yaml:3: server.log_level "verbose" is not one of debug, info, warn, error`,
 			`server_settings.bad.yaml:4: server.database must be a postgres:// URL or sqlite:PATH`,
 			`server_settings.bad.yaml:7: API token 2 is shorter than 16 characters`,
+		}},
+		{"retention.bad.yaml", []string{
+			`retention.bad.yaml:3: agent token 1 is shorter than 16 characters`,
+			`retention.bad.yaml:4: server.sample_retention is the former name of server.retention.raw: set only retention.raw`,
+			`retention.bad.yaml:6: server.retention.raw (30s) is too short: keep raw samples for at least 1m`,
+			`retention.bad.yaml:7: server.retention.memory (2m0s) is longer than retention.raw (30s)`,
+			`retention.bad.yaml:9: rollup step 1m0s is longer than the previous resolution is kept (30s)`,
+			`retention.bad.yaml:10: rollup step 1m30s must be a multiple of the previous rollup's step (1m0s)`,
+			`retention.bad.yaml:10: rollups[1].keep (1h0m0s) must be longer than the previous resolution is kept (2h0m0s)`,
+			`retention.bad.yaml:11: rollup step 1.5s must be a whole number of seconds, at least 1s`,
+			`retention.bad.yaml:12: server.collect_concurrency is -1: set it to at least 1`,
+			`retention.bad.yaml:19: heartbeat.timeout 500ms is too short: use at least 1s`,
 		}},
 		{"health_check.bad.yaml", []string{
 			`health_check.bad.yaml:7: health_check.path "healthz" must start with /`,
@@ -440,11 +453,22 @@ func TestFullExample(t *testing.T) {
 	}
 	s := cfg.Server
 	if s.Listen != "0.0.0.0:9090" || s.DataDir != "/var/lib/goscaler" || s.Database != "postgres://goscaler@db.internal/goscaler" ||
-		s.LogLevel != "debug" || s.Level() != slog.LevelDebug || s.SampleRetention.D() != 12*time.Hour || s.Tick.D() != 2*time.Second {
+		s.LogLevel != "debug" || s.Level() != slog.LevelDebug || s.Tick.D() != 2*time.Second || s.CollectConcurrency != 64 {
 		t.Errorf("server = %+v", s)
 	}
 	if !slices.Contains(s.APITokens, "3f6c0a51e2d94b7a8c1e5d2f9a0b4c6e") {
 		t.Errorf("api_tokens = %q", s.APITokens)
+	}
+	if !slices.Contains(s.AgentTokens, "9b1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f") {
+		t.Errorf("agent_tokens = %q", s.AgentTokens)
+	}
+	wantRet := config.Retention{Raw: plugin.Duration(2 * time.Hour), Memory: plugin.Duration(5 * time.Minute), Rollups: []config.RollupTier{
+		{Step: plugin.Duration(30 * time.Second), Keep: plugin.Duration(12 * time.Hour)},
+		{Step: plugin.Duration(5 * time.Minute), Keep: plugin.Duration(168 * time.Hour)},
+		{Step: plugin.Duration(time.Hour), Keep: plugin.Duration(8760 * time.Hour)},
+	}}
+	if !reflect.DeepEqual(s.Retention, wantRet) {
+		t.Errorf("retention = %+v, want %+v", s.Retention, wantRet)
 	}
 	if len(cfg.Clusters) != 2 {
 		t.Fatalf("%d clusters, want 2", len(cfg.Clusters))
@@ -453,11 +477,14 @@ func TestFullExample(t *testing.T) {
 	if web.Name != "web" || web.Min != 2 || web.Max != 10 || web.Desired == nil || *web.Desired != 3 || web.DesiredOrMin() != 3 {
 		t.Errorf("web sizes = %d..%d desired %v", web.Min, web.Max, web.Desired)
 	}
-	if web.Line != 12 || web.Vars["region"] != "eu-west" || web.Vars["tier"] != "{{.Cluster}}-frontend" {
+	if web.Line != 21 || web.Vars["region"] != "eu-west" || web.Vars["tier"] != "{{.Cluster}}-frontend" {
 		t.Errorf("web line %d vars %v", web.Line, web.Vars)
 	}
 	if web.BootTimeout.D() != time.Minute {
 		t.Errorf("boot_timeout = %s", web.BootTimeout)
+	}
+	if hb := web.Heartbeat; hb.Timeout.D() != 20*time.Second || hb.GracePeriod.D() != 10*time.Second {
+		t.Errorf("heartbeat = %+v", hb)
 	}
 
 	pc, ok := web.ProviderConfig.(*process.Config)
@@ -491,7 +518,7 @@ func TestFullExample(t *testing.T) {
 		t.Fatalf("inflight source is %T", in.Source)
 	}
 	if in.Type != "http" || in.Scope != counter.ScopeNode || in.Aggregate != config.AggMax || in.Interval.D() != 2*time.Second ||
-		in.Timeout.D() != 1500*time.Millisecond || in.Line != 43 {
+		in.Timeout.D() != 1500*time.Millisecond || in.Line != 55 {
 		t.Errorf("inflight = %+v", in)
 	}
 	if hc.URL != "http://{{.Address}}/stats" || hc.Path != "stats.inflight" || hc.Method != "POST" || hc.Headers["Authorization"] != "Bearer {{.region}}" {
@@ -520,7 +547,7 @@ func TestFullExample(t *testing.T) {
 	if got := out.Conditions(); len(got) != 1 || got[0].String() != "inflight > 20" || got[0].Line != out.Line {
 		t.Errorf("scale-out conditions = %+v", got)
 	}
-	if d, ok := out.Actions[0].Config.(*fleet.DeployConfig); !ok || d.Count != 2 || out.Actions[0].Line != 73 {
+	if d, ok := out.Actions[0].Config.(*fleet.DeployConfig); !ok || d.Count != 2 || out.Actions[0].Line != 85 {
 		t.Errorf("deploy action = %#v line %d", out.Actions[0].Config, out.Actions[0].Line)
 	}
 	sc, ok := out.Actions[1].Config.(*script.Config)
@@ -529,7 +556,7 @@ func TestFullExample(t *testing.T) {
 	}
 	in2 := web.Trigger("scale-in")
 	conds := in2.Conditions()
-	if len(conds) != 2 || conds[0].String() != "inflight < 2" || conds[1].String() != "queue_depth < 0.5" || conds[1].Line != 86 {
+	if len(conds) != 2 || conds[0].String() != "inflight < 2" || conds[1].String() != "queue_depth < 0.5" || conds[1].Line != 98 {
 		t.Errorf("scale-in conditions = %+v", conds)
 	}
 	if r, ok := in2.Actions[0].Config.(*fleet.RemoveConfig); !ok || r.Count != 1 || r.Order != fleet.OrderNewest {
@@ -551,10 +578,15 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := config.Server{Listen: config.DefaultListen, DataDir: config.DefaultDataDir, LogLevel: "info",
-		SampleRetention: plugin.Duration(6 * time.Hour), Tick: plugin.Duration(time.Second)}
+		Retention:          config.Retention{Raw: plugin.Duration(time.Hour), Memory: plugin.Duration(10 * time.Minute), Rollups: config.DefaultRollups()},
+		CollectConcurrency: 256, Tick: plugin.Duration(time.Second)}
 	if s := cfg.Server; s.Listen != want.Listen || s.DataDir != want.DataDir || s.LogLevel != want.LogLevel ||
-		s.SampleRetention != want.SampleRetention || s.Tick != want.Tick || s.Database != "" || len(s.APITokens) != 0 {
+		!reflect.DeepEqual(s.Retention, want.Retention) || s.CollectConcurrency != want.CollectConcurrency ||
+		s.Tick != want.Tick || s.Database != "" || len(s.APITokens) != 0 || len(s.AgentTokens) != 0 {
 		t.Errorf("server = %+v, want %+v", s, want)
+	}
+	if web := cfg.Clusters[0]; web.Heartbeat.Timeout != 0 {
+		t.Errorf("heartbeat = %+v, want none", web.Heartbeat)
 	}
 	if cfg.Server.Level() != slog.LevelInfo {
 		t.Errorf("Level() = %v", cfg.Server.Level())
@@ -724,5 +756,45 @@ func TestActionParamsJSON(t *testing.T) {
 	}
 	if got["timeout"] != "30s" || got["idempotent"] != true || got["dir"] != "/tmp" {
 		t.Errorf("ParamsJSON() = %s", a.ParamsJSON())
+	}
+}
+
+// TestAgentTokensFromEnv cannot run in parallel: it sets the environment.
+func TestAgentTokensFromEnv(t *testing.T) {
+	t.Setenv("GOSCALER_AGENT_TOKENS", "abcdef0123456789abcdef, tiny")
+	src := []byte("clusters:\n  - {name: web, max: 1, provider: {type: process, command: [sleep, \"9\"]}}\n")
+	got := problems(t, func() error { _, err := config.Parse("agent.yaml", src); return err }())
+	if len(got) != 1 || !strings.HasPrefix(got[0], "agent.yaml: token 2 of GOSCALER_AGENT_TOKENS is shorter than 16 characters") {
+		t.Errorf("Parse with GOSCALER_AGENT_TOKENS = %q", got)
+	}
+	t.Setenv("GOSCALER_AGENT_TOKENS", "abcdef0123456789abcdef")
+	cfg, err := config.Parse("agent.yaml", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(cfg.Server.AgentTokens, []string{"abcdef0123456789abcdef"}) || len(cfg.Server.APITokens) != 0 {
+		t.Errorf("AgentTokens = %q, APITokens = %q", cfg.Server.AgentTokens, cfg.Server.APITokens)
+	}
+}
+
+// TestSampleRetentionAlias checks that the former server.sample_retention
+// still sets the raw retention (and bounds the memory window).
+func TestSampleRetentionAlias(t *testing.T) {
+	t.Parallel()
+	src := []byte("server: {sample_retention: 5m}\nclusters:\n  - {name: web, max: 1, provider: {type: process, command: [sleep, \"9\"]}}\n")
+	cfg, err := config.Parse("alias.yaml", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := cfg.Server.Retention; r.Raw.D() != 5*time.Minute || r.Memory.D() != 5*time.Minute || len(r.Rollups) != 2 {
+		t.Errorf("retention = %+v, want raw 5m, memory 5m, the default rollups", r)
+	}
+	src = []byte("server: {retention: {rollups: []}}\nclusters:\n  - {name: web, max: 1, provider: {type: process, command: [sleep, \"9\"]}}\n")
+	cfg, err = config.Parse("norollups.yaml", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := cfg.Server.Retention; len(r.Rollups) != 0 || r.Raw.D() != time.Hour {
+		t.Errorf("retention = %+v, want no rollups", r)
 	}
 }
