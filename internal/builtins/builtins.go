@@ -7,6 +7,7 @@ import (
 	_ "github.com/goscaler/goscaler/internal/action/fleet"
 	_ "github.com/goscaler/goscaler/internal/action/script"
 	// Counter sources.
+	_ "github.com/goscaler/goscaler/internal/counter/agentcounter"
 	_ "github.com/goscaler/goscaler/internal/counter/exec"
 	_ "github.com/goscaler/goscaler/internal/counter/httpcounter"
 	// Load balancers.

@@ -134,7 +134,7 @@ type Cluster struct {
 	// agent (goscaler agent) to send heartbeats.
 	Heartbeat Heartbeat  `yaml:"heartbeat"`
 	Counters  []*Counter `yaml:"counters"`
-	Triggers    []*Trigger      `yaml:"triggers"`
+	Triggers  []*Trigger `yaml:"triggers"`
 
 	// ProviderConfig and BalancerConfig are the decoded plugin configs
 	// (BalancerConfig is nil without a load balancer).

@@ -27,7 +27,77 @@ func (c *Controller) collectLoop(ctx context.Context, cl *cluster, k *config.Cou
 	}
 }
 
+// nodeView is what the collectors, health checks and heartbeat checks know
+// of a cluster's in-service nodes: listed once per reconcile tick, not once
+// per counter per interval.
+type nodeView struct {
+	at      time.Time        // when it was listed (wall clock); zero: stale
+	nodes   []store.Node     // in service, maintenance included, oldest first
+	targets []counter.Target // in service and not in maintenance
+}
+
+// setView replaces the cluster's node view with the in-service nodes among
+// nodes (which may hold nodes in any state). The targets of nodes that did not
+// change are reused.
+func (c *Controller) setView(cl *cluster, nodes []store.Node, at time.Time) {
+	cl.viewMu.Lock()
+	defer cl.viewMu.Unlock()
+	v := nodeView{at: at}
+	cache := make(map[string]counter.Target, len(cl.view.targets))
+	for _, n := range nodes {
+		if n.State != store.NodeInService {
+			continue
+		}
+		v.nodes = append(v.nodes, n)
+		if n.Maintenance {
+			continue
+		}
+		t, ok := cl.targets[n.ID]
+		if !ok || t.Address != n.Address {
+			t = counter.Target{Cluster: cl.cfg.Name, NodeID: n.ID, Address: n.Address, Vars: nodeVars(cl, n)}
+		}
+		cache[n.ID] = t
+		v.targets = append(v.targets, t)
+	}
+	cl.view, cl.targets = v, cache
+}
+
+// invalidateView makes the next reader list the cluster's nodes again (a
+// node changed state).
+func (c *Controller) invalidateView(clusterName string) {
+	cl, ok := c.clusters[clusterName]
+	if !ok {
+		return
+	}
+	cl.viewMu.Lock()
+	cl.view.at = time.Time{}
+	cl.viewMu.Unlock()
+}
+
+// inService returns the cluster's in-service nodes and the counter targets
+// among them, from the view if it is at most one tick old, from the store
+// otherwise.
+func (c *Controller) inService(ctx context.Context, cl *cluster) ([]store.Node, []counter.Target, error) {
+	cl.viewMu.Lock()
+	v := cl.view
+	cl.viewMu.Unlock()
+	if !v.at.IsZero() && time.Since(v.at) <= c.opts.Config.Server.Tick.D() {
+		return v.nodes, v.targets, nil
+	}
+	at := time.Now()
+	nodes, err := c.st.NodeList(ctx, store.NodeFilter{Cluster: cl.cfg.Name, States: []store.NodeState{store.NodeInService}})
+	if err != nil {
+		return nil, nil, err
+	}
+	c.setView(cl, nodes, at)
+	cl.viewMu.Lock()
+	defer cl.viewMu.Unlock()
+	return cl.view.nodes, cl.view.targets, nil
+}
+
 // collectOnce reads the counter, records the samples and evaluates triggers.
+// Node readings run concurrently, at most server.collect_concurrency at once
+// over every collection of the controller.
 func (c *Controller) collectOnce(ctx context.Context, cl *cluster, k *config.Counter) {
 	now, start := c.clock.Now(), time.Now()
 	src := cl.sources[k.Name]
@@ -35,33 +105,35 @@ func (c *Controller) collectOnce(ctx context.Context, cl *cluster, k *config.Cou
 	var agg store.Sample
 	if k.Scope == counter.ScopeCluster {
 		agg = c.read(ctx, cl, k, src, counter.Target{Cluster: cl.cfg.Name, Vars: nodeVars(cl, store.Node{})}, now)
-		agg.Reporting = 0
+		agg.Reporting, agg.Expected = 0, 1
 		if agg.OK() {
 			agg.Reporting = 1
 		}
 	} else {
-		nodes, err := c.st.NodeList(ctx, store.NodeFilter{Cluster: cl.cfg.Name, States: []store.NodeState{store.NodeInService}})
+		_, targets, err := c.inService(ctx, cl)
 		if err != nil {
 			if ctx.Err() == nil {
 				c.log.Warn("listing nodes for counters failed", "cluster", cl.cfg.Name, "err", err)
 			}
 			return
 		}
-		var mu sync.Mutex
+		nodeSamples = make([]store.Sample, len(targets))
 		var wg sync.WaitGroup
-		for _, n := range nodes {
-			if n.Maintenance {
-				continue
+	reads:
+		for i, t := range targets {
+			select {
+			case c.readSem <- struct{}{}:
+			case <-ctx.Done():
+				break reads
 			}
 			wg.Go(func() {
-				s := c.read(ctx, cl, k, src, counter.Target{Cluster: cl.cfg.Name, NodeID: n.ID, Address: n.Address, Vars: nodeVars(cl, n)}, now)
-				s.Node = n.ID
+				defer func() { <-c.readSem }()
+				s := c.read(ctx, cl, k, src, t, now)
+				s.Node = t.NodeID
+				nodeSamples[i] = s
 				if c.readHook != nil {
 					c.readHook(time.Since(start))
 				}
-				mu.Lock()
-				nodeSamples = append(nodeSamples, s)
-				mu.Unlock()
 			})
 		}
 		wg.Wait()
@@ -71,10 +143,13 @@ func (c *Controller) collectOnce(ctx context.Context, cl *cluster, k *config.Cou
 		agg = aggregate(k, nodeSamples, now)
 	}
 	agg.Cluster, agg.Counter = cl.cfg.Name, k.Name
-	if err := c.st.SampleInsert(ctx, append(nodeSamples, agg)); err != nil && ctx.Err() == nil {
+	all := append(nodeSamples, agg)
+	if err := c.st.SampleInsert(ctx, all); err != nil && ctx.Err() == nil {
 		c.log.Warn("storing samples failed", "cluster", cl.cfg.Name, "counter", k.Name, "err", err)
 	}
+	c.memory.Add(all, k.Interval.D())
 	c.metrics.observeSample(agg)
+	c.metrics.collection.WithLabelValues(cl.cfg.Name, k.Name).Observe(time.Since(start).Seconds())
 	if c.collectHook != nil {
 		c.collectHook(time.Since(start))
 	}
@@ -127,7 +202,7 @@ func aggregate(k *config.Counter, samples []store.Sample, now time.Time) store.S
 			firstErr = s.Node + ": " + s.Err
 		}
 	}
-	agg.Reporting = len(vals)
+	agg.Reporting, agg.Expected = len(vals), len(samples)
 	switch {
 	case len(samples) == 0:
 		agg.Err = "no node in service to read"

@@ -14,6 +14,7 @@ package counter
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/goscaler/goscaler/internal/plugin"
 )
@@ -50,6 +51,27 @@ type Env struct {
 	Cluster string
 	Counter string
 	Logger  *slog.Logger
+	// Agents holds what node agents pushed (for the "agent" source); nil
+	// where there is none.
+	Agents AgentValues
+}
+
+// AgentValue is the latest value of one counter pushed by a node's agent.
+type AgentValue struct {
+	Value float64
+	// Err is why the agent could not measure it ("" with a value).
+	Err string
+	// Age is how long ago the agent's report holding it was received.
+	Age time.Duration
+}
+
+// AgentValues gives the counters node agents pushed.
+type AgentValues interface {
+	// AgentValue returns the latest value of counter name pushed by the agent
+	// of node. reported is false if the node's agent never reported; ok is
+	// false if it reported but not this counter (then known lists the
+	// counters it did report).
+	AgentValue(node, name string) (v AgentValue, ok, reported bool, known []string)
 }
 
 // Config is a source's typed configuration; it is also its factory.

@@ -1,0 +1,129 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/goscaler/goscaler/internal/agent"
+	"github.com/goscaler/goscaler/internal/store"
+)
+
+// heartbeatEvery is how often a cluster's nodes are checked for missed
+// heartbeats (at most; a short timeout checks more often).
+const heartbeatEvery = time.Second
+
+// heartbeatLoop fails the in-service nodes whose agent has been silent for
+// longer than the cluster's heartbeat.timeout: they are replaced like any
+// other failed node.
+func (c *Controller) heartbeatLoop(ctx context.Context, cl *cluster) {
+	hb := cl.cfg.Heartbeat
+	t := time.NewTicker(min(heartbeatEvery, max(hb.Timeout.D()/4, 50*time.Millisecond)))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		nodes, _, err := c.inService(ctx, cl)
+		if err != nil {
+			continue
+		}
+		for _, n := range nodes {
+			if reason := c.missedHeartbeats(cl, n); reason != "" && ctx.Err() == nil {
+				if err := c.nodeFailed(ctx, cl, n, reason); err != nil {
+					c.log.Error("failing a node that missed its heartbeats", "node", n.ID, "err", err)
+				}
+			}
+		}
+	}
+}
+
+// missedHeartbeats says why node n missed its heartbeats, or "" if it did
+// not. A node has heartbeat.timeout (plus grace_period for the first one)
+// after it went in service, or after this server began to lead, whichever
+// is later: a server that was down does not blame the agents.
+func (c *Controller) missedHeartbeats(cl *cluster, n store.Node) string {
+	hb := cl.cfg.Heartbeat
+	if n.Maintenance || n.State != store.NodeInService {
+		return ""
+	}
+	now := c.clock.Now()
+	c.leadingMu.RLock()
+	since := c.leadingSince
+	c.leadingMu.RUnlock()
+	start := n.InServiceAt.Add(hb.GracePeriod.D())
+	if since.After(start) {
+		start = since
+	}
+	last, reported := c.agents.Latest(n.ID)
+	switch {
+	case reported && last.ReceivedAt.After(start):
+		if silent := now.Sub(last.ReceivedAt); silent > hb.Timeout.D() {
+			return fmt.Sprintf("missed its heartbeats: its agent's last heartbeat came %s ago (heartbeat.timeout %s)",
+				silent.Round(100*time.Millisecond), hb.Timeout)
+		}
+	case now.Sub(start) > hb.Timeout.D():
+		return fmt.Sprintf("missed its heartbeats: no heartbeat from its agent in the %s since %s (heartbeat.timeout %s%s); is goscaler agent running on it?",
+			now.Sub(start).Round(100*time.Millisecond), startedWhat(start, since), hb.Timeout, graceNote(cl))
+	}
+	return ""
+}
+
+func startedWhat(start, leading time.Time) string {
+	if start.Equal(leading) {
+		return "this server began to lead"
+	}
+	return "it went in service"
+}
+
+func graceNote(cl *cluster) string {
+	if g := cl.cfg.Heartbeat.GracePeriod; g > 0 {
+		return ", grace_period " + g.String()
+	}
+	return ""
+}
+
+// AgentHeartbeat records a heartbeat of a node's agent with the counters it
+// measured. The node must exist, be of the given cluster (if any) and not be
+// gone. It returns the report as recorded.
+func (c *Controller) AgentHeartbeat(ctx context.Context, hb agent.Heartbeat) (store.AgentReport, error) {
+	if hb.Node == "" {
+		return store.AgentReport{}, fmt.Errorf("%w: the heartbeat names no node: send {\"node\": ID, ...}", ErrInvalid)
+	}
+	if len(hb.Counters) > maxAgentCounters {
+		return store.AgentReport{}, fmt.Errorf("%w: %d counters in one heartbeat, at most %d", ErrInvalid, len(hb.Counters), maxAgentCounters)
+	}
+	var problems []string
+	for name, r := range hb.Counters {
+		if err := agent.ValidName(name); err != nil {
+			problems = append(problems, err.Error())
+		}
+		if len(r.Err) > maxAgentError {
+			r.Err = r.Err[:maxAgentError] + "…"
+			hb.Counters[name] = r
+		}
+	}
+	if len(problems) > 0 {
+		return store.AgentReport{}, fmt.Errorf("%w: %s", ErrInvalid, strings.Join(problems, "; "))
+	}
+	n, err := c.st.NodeGet(ctx, hb.Node)
+	if err != nil {
+		return store.AgentReport{}, err
+	}
+	if hb.Cluster != "" && hb.Cluster != n.Cluster {
+		return store.AgentReport{}, fmt.Errorf("%w: node %s is of cluster %q, not %q", ErrInvalid, n.ID, n.Cluster, hb.Cluster)
+	}
+	if n.State.Gone() || n.State == store.NodeFailed {
+		return store.AgentReport{}, fmt.Errorf("%w: node %s is %s (%s): its agent should stop", ErrGone, n.ID, n.State, n.Reason)
+	}
+	return c.agents.Receive(store.AgentReport{Node: n.ID, Cluster: n.Cluster, Counters: hb.Counters}), nil
+}
+
+// Limits of an agent's heartbeat.
+const (
+	maxAgentCounters = 200
+	maxAgentError    = 1000
+)
