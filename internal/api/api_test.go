@@ -74,8 +74,14 @@ type env struct {
 
 func newEnv(t *testing.T, tokens ...string) *env {
 	t.Helper()
+	return newEnvWith(t, testConfig, tokens, nil)
+}
+
+// newEnvWith is newEnv on another configuration, with agent tokens.
+func newEnvWith(t *testing.T, cfgYAML string, tokens, agentTokens []string) *env {
+	t.Helper()
 	ctx := t.Context()
-	cfg, err := config.Parse("api.yaml", []byte(testConfig))
+	cfg, err := config.Parse("api.yaml", []byte(cfgYAML))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +106,8 @@ func newEnv(t *testing.T, tokens ...string) *env {
 	}
 	ctl.SetQueue(q)
 	return &env{t: t, st: st, ctl: ctl, base: time.Now().Add(-10 * time.Minute).Truncate(time.Millisecond),
-		handler: api.New(api.Options{Store: st, Controller: ctl, Tokens: tokens, Registry: metrics.Registry, Logger: discard})}
+		handler: api.New(api.Options{Store: st, Controller: ctl, Tokens: tokens, AgentTokens: agentTokens,
+			Registry: metrics.Registry, Logger: discard})}
 }
 
 func randomID(t *testing.T) string {
@@ -355,7 +362,9 @@ type activityDetail struct {
 
 type nodeDetail struct {
 	store.Node
-	Events []store.NodeEvent `json:"events"`
+	Events   []store.NodeEvent        `json:"events"`
+	Counters []controller.NodeReading `json:"counters"`
+	Agent    *api.AgentView           `json:"agent"`
 }
 
 func compact(t *testing.T, raw json.RawMessage) string {

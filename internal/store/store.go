@@ -9,9 +9,11 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -122,6 +124,19 @@ type Sample struct {
 
 // OK reports whether the sample holds a value.
 func (s Sample) OK() bool { return s.Err == "" }
+
+// MarshalJSON writes a failed reading's value as null: missing data is never
+// shown as a zero.
+func (s Sample) MarshalJSON() ([]byte, error) {
+	type plain Sample
+	if s.OK() {
+		return json.Marshal(plain(s))
+	}
+	return json.Marshal(struct {
+		plain
+		Value *float64 `json:"value"`
+	}{plain: plain(s)})
+}
 
 // SampleFilter selects samples of one counter. Node "" with AggregateOnly
 // selects the aggregate series only.
@@ -388,4 +403,60 @@ type Store interface {
 	Dialect() string
 	// Close releases the database.
 	Close() error
+}
+
+// MarshalJSON writes {"value": v}, or {"error": "…"} for a failed reading
+// (never a zero value).
+func (r AgentReading) MarshalJSON() ([]byte, error) {
+	if r.Err != "" {
+		return json.Marshal(struct {
+			Err string `json:"error"`
+		}{r.Err})
+	}
+	return json.Marshal(struct {
+		Value float64 `json:"value"`
+	}{r.Value})
+}
+
+// UnmarshalJSON reads {"value": v}, {"error": "…"}, a bare number (a value)
+// or a bare string (an error).
+func (r *AgentReading) UnmarshalJSON(data []byte) error {
+	var v any
+	if err := json.Unmarshal(data, &v); err != nil {
+		return err
+	}
+	switch x := v.(type) {
+	case float64:
+		*r = AgentReading{Value: x}
+		return nil
+	case string:
+		if x == "" {
+			return errors.New("an empty error message: send a value or say why there is none")
+		}
+		*r = AgentReading{Err: x}
+		return nil
+	case map[string]any:
+	default:
+		return errors.New(`a counter reading must be a number, {"value": N} or {"error": "why"}`)
+	}
+	var obj struct {
+		Value *float64 `json:"value"`
+		Err   string   `json:"error"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&obj); err != nil {
+		return fmt.Errorf(`a counter reading must be {"value": N} or {"error": "why"}: %w`, err)
+	}
+	switch {
+	case obj.Value != nil && obj.Err != "":
+		return errors.New("a counter reading has both a value and an error")
+	case obj.Err != "":
+		*r = AgentReading{Err: obj.Err}
+	case obj.Value != nil:
+		*r = AgentReading{Value: *obj.Value}
+	default:
+		return errors.New(`a counter reading has neither "value" nor "error"`)
+	}
+	return nil
 }
