@@ -59,24 +59,23 @@ func (c *Controller) missedHeartbeats(cl *cluster, n store.Node) string {
 		start = since
 	}
 	last, reported := c.agents.Latest(n.ID)
-	switch {
-	case reported && last.ReceivedAt.After(start):
-		if silent := now.Sub(last.ReceivedAt); silent > hb.Timeout.D() {
-			return fmt.Sprintf("missed its heartbeats: its agent's last heartbeat came %s ago (heartbeat.timeout %s)",
-				silent.Round(100*time.Millisecond), hb.Timeout)
-		}
-	case now.Sub(start) > hb.Timeout.D():
-		return fmt.Sprintf("missed its heartbeats: no heartbeat from its agent in the %s since %s (heartbeat.timeout %s%s); is goscaler agent running on it?",
-			now.Sub(start).Round(100*time.Millisecond), startedWhat(start, since), hb.Timeout, graceNote(cl))
+	ref := start
+	if reported && last.ReceivedAt.After(ref) {
+		ref = last.ReceivedAt
 	}
-	return ""
-}
-
-func startedWhat(start, leading time.Time) string {
-	if start.Equal(leading) {
-		return "this server began to lead"
+	if now.Sub(ref) <= hb.Timeout.D() {
+		return ""
 	}
-	return "it went in service"
+	if reported {
+		return fmt.Sprintf("missed its heartbeats: its agent's last heartbeat came %s ago (heartbeat.timeout %s)",
+			now.Sub(last.ReceivedAt).Round(100*time.Millisecond), hb.Timeout)
+	}
+	what := fmt.Sprintf("in the %s since it went in service", now.Sub(n.InServiceAt).Round(100*time.Millisecond))
+	if start.Equal(since) {
+		what = fmt.Sprintf("in the %s since this server began to lead", now.Sub(since).Round(100*time.Millisecond))
+	}
+	return fmt.Sprintf("missed its heartbeats: no heartbeat from its agent %s (heartbeat.timeout %s%s); is goscaler agent running on it?",
+		what, hb.Timeout, graceNote(cl))
 }
 
 func graceNote(cl *cluster) string {
