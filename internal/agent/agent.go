@@ -55,11 +55,16 @@ func ValidName(name string) error {
 		return fmt.Errorf("counter name %q must have 1 to 100 characters", name)
 	}
 	for _, r := range name {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_-.:", r)) {
+		if !nameRune(r) {
 			return fmt.Errorf("counter name %q: use letters, digits, _ - . and : only", name)
 		}
 	}
 	return nil
+}
+
+// nameRune reports whether r may be part of a counter name.
+func nameRune(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_-.:", r)
 }
 
 // Options configures an agent.

@@ -37,8 +37,8 @@ type Options struct {
 	Tokens []string
 	// AgentTokens are accepted, besides Tokens, on the agent endpoints only.
 	AgentTokens []string
-	Registry *prometheus.Registry
-	Logger   *slog.Logger
+	Registry    *prometheus.Registry
+	Logger      *slog.Logger
 }
 
 // Error is the body of every error response.
