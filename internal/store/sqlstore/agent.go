@@ -83,7 +83,7 @@ func (s *Store) AgentReportPut(ctx context.Context, reports []store.AgentReport)
 					b.WriteString(", ")
 				}
 				n := len(args)
-				fmt.Fprintf(&b, "($%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4)
+				s.row(&b, n, 4)
 				args = append(args, node, r.Cluster, toMS(r.ReceivedAt), string(enc))
 			}
 			b.WriteString(` ON CONFLICT (node_id) DO UPDATE SET cluster = excluded.cluster,

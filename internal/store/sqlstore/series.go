@@ -82,7 +82,7 @@ func (s *Store) seriesIDs(ctx context.Context, q queryer, keys []seriesKey) (all
 				b.WriteString(", ")
 			}
 			n := len(args)
-			fmt.Fprintf(&b, "($%d, $%d, $%d)", n+1, n+2, n+3)
+			s.row(&b, n, 3)
 			args = append(args, k.cluster, k.counter, k.node)
 		}
 		b.WriteString(` ON CONFLICT (cluster, counter, node) DO UPDATE SET node = excluded.node
@@ -106,6 +106,25 @@ func (s *Store) seriesIDs(ctx context.Context, q queryer, keys []seriesKey) (all
 		}
 	}
 	return all, looked, nil
+}
+
+// row writes the placeholders of one row of a multi-row INSERT whose
+// previous rows took n arguments: ($n+1, …) on PostgreSQL, (?, …) on SQLite,
+// whose parser looks numbered parameters up by name (quadratic in a
+// statement with thousands of them).
+func (s *Store) row(b *strings.Builder, n, cols int) {
+	b.WriteByte('(')
+	for i := range cols {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		if s.dialect == dialectSQLite {
+			b.WriteByte('?')
+		} else {
+			fmt.Fprintf(b, "$%d", n+i+1)
+		}
+	}
+	b.WriteByte(')')
 }
 
 // --- samples ---
@@ -145,7 +164,7 @@ func (s *Store) SampleInsert(ctx context.Context, samples []store.Sample) error 
 					b.WriteString(", ")
 				}
 				n := len(args)
-				fmt.Fprintf(&b, "($%d, $%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5, n+6)
+				s.row(&b, n, 6)
 				value := floatParam(sm.Value)
 				if sm.Err != "" {
 					value = sql.NullFloat64{}
