@@ -117,7 +117,7 @@ func (c *Controller) collectOnce(ctx context.Context, cl *cluster, k *config.Cou
 			}
 			return
 		}
-		nodeSamples = make([]store.Sample, len(targets))
+		nodeSamples = make([]store.Sample, len(targets), len(targets)+1) // room for the aggregate
 		var wg sync.WaitGroup
 	reads:
 		for i, t := range targets {
@@ -149,10 +149,6 @@ func (c *Controller) collectOnce(ctx context.Context, cl *cluster, k *config.Cou
 	}
 	c.memory.Add(all, k.Interval.D())
 	c.metrics.observeSample(agg)
-	c.metrics.collection.WithLabelValues(cl.cfg.Name, k.Name).Observe(time.Since(start).Seconds())
-	if c.collectHook != nil {
-		c.collectHook(time.Since(start))
-	}
 
 	cl.latestMu.Lock()
 	cl.latest[k.Name] = CounterReading{Aggregate: agg, Nodes: nodeSamples}
@@ -169,6 +165,10 @@ func (c *Controller) collectOnce(ctx context.Context, cl *cluster, k *config.Cou
 	cl.latestMu.Unlock()
 	for _, t := range due {
 		c.autoFire(ctx, cl, t, causes[t.Name], now)
+	}
+	c.metrics.collection.WithLabelValues(cl.cfg.Name, k.Name).Observe(time.Since(start).Seconds())
+	if c.collectHook != nil {
+		c.collectHook(time.Since(start))
 	}
 }
 

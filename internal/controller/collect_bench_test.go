@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -230,6 +231,19 @@ func benchCollect(b *testing.B, nodes int) {
 	b.ReportMetric(p99(lags), "lag-p99-ms")
 	b.ReportMetric(p99(rounds), "round-p99-ms")
 	b.ReportMetric(float64(errs), "errors")
+	var rows int64
+	if err := e.st.DB().QueryRowContext(ctx, `SELECT COUNT(*) FROM samples`).Scan(&rows); err != nil {
+		b.Fatal(err)
+	}
+	var size int64
+	for _, f := range []string{"goscaler.db", "goscaler.db-wal"} {
+		if fi, err := os.Stat(filepath.Join(e.dir, f)); err == nil {
+			size += fi.Size()
+		}
+	}
+	if rows > 0 {
+		b.ReportMetric(float64(size)/float64(rows), "db-bytes/sample")
+	}
 }
 
 // p99 is the 99th percentile of ds in milliseconds.
