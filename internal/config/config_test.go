@@ -143,7 +143,7 @@ func TestBadFiles(t *testing.T) {
 			`unknown_types.bad.yaml:6: unknown provider type "docker"; known types: process`,
 			`unknown_types.bad.yaml:7: unknown load balancer type "haproxy"; known types: builtin`,
 			`unknown_types.bad.yaml:8: health_check.type "grpc" is not one of http, tcp, none`,
-			`unknown_types.bad.yaml:10: unknown counter type "prometheus"; known types: exec, http`,
+			`unknown_types.bad.yaml:10: unknown counter type "prometheus"; known types: agent, exec, http`,
 			`unknown_types.bad.yaml:17: unknown action type "page_someone"; known types: deploy_node, local_script, remove_node`,
 		}},
 		{"listen_clash.bad.yaml", []string{
@@ -346,7 +346,7 @@ func TestParseProblemTypes(t *testing.T) {
 		{"provider not a mapping", "clusters:\n  - name: web\n    max: 1\n    provider: process\n",
 			[]string{`f.yaml:4: provider: expected a mapping with type: and the plugin's own keys, got "process"`}},
 		{"no type on counter", cluster + "    counters: [{name: c, shell: x}]\n",
-			[]string{"f.yaml:5: counter has no type: add type: with one of exec, http"}},
+			[]string{"f.yaml:5: counter has no type: add type: with one of agent, exec, http"}},
 		{"bad vars template", cluster + "    vars: {a: \"{{.x\"}\n", []string{"f.yaml:5: vars.a: template"}},
 		{"counter timeout longer than interval", cluster + "    counters:\n      - {name: c, type: exec, shell: x, interval: 1s, timeout: 2s}\n",
 			[]string{"f.yaml:6: timeout (2s) is longer than the interval (1s): readings would pile up"}},
