@@ -253,9 +253,11 @@ func TestHub(t *testing.T) {
 	if got, ok := h2.Latest("web-1"); !ok || !got.ReceivedAt.Equal(r.ReceivedAt) || got.Counters["load"].Value != 2 {
 		t.Fatalf("after a restart: %+v %v", got, ok)
 	}
-	h2.Forget("web-1")
+	// Reports older than Keep are forgotten.
+	clk.add(Keep + time.Second)
+	h2.prune(clk.Now().Add(-Keep))
 	if _, ok := h2.Latest("web-1"); ok {
-		t.Fatal("Forget kept the report")
+		t.Fatal("prune kept a report older than Keep")
 	}
 }
 

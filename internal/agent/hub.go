@@ -96,15 +96,6 @@ func (h *Hub) AgentValue(node, name string) (counter.AgentValue, bool, bool, []s
 	return counter.AgentValue{Value: v.Value, Err: v.Err, Age: h.now().Sub(r.ReceivedAt)}, true, true, nil
 }
 
-// Forget drops a node's report from memory (its node is gone; the store's
-// copy ages out).
-func (h *Hub) Forget(node string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	delete(h.latest, node)
-	delete(h.pending, node)
-}
-
 // prune forgets the reports received before before.
 func (h *Hub) prune(before time.Time) {
 	h.mu.Lock()
