@@ -244,7 +244,7 @@ func state(s *servers.Server) (provider.MachineState, string) {
 // address is one entry of a server's "addresses".
 type address struct {
 	network, ip, kind string // kind: fixed or floating
-	version              int
+	version           int
 }
 
 func addresses(s *servers.Server) []address {

@@ -322,7 +322,7 @@ func (c *Cloud) flavorView(f *Flavor) map[string]any {
 	return map[string]any{"id": f.ID, "name": f.Name, "vcpus": f.VCPUs, "ram": f.RAM, "disk": f.Disk,
 		"OS-FLV-EXT-DATA:ephemeral": 0, "swap": "", "rxtx_factor": 1.0, "os-flavor-access:is_public": true,
 		"OS-FLV-DISABLED:disabled": false,
-		"links": []any{map[string]any{"rel": "self", "href": c.srv.URL + "/compute/v2.1/flavors/" + f.ID}}}
+		"links":                    []any{map[string]any{"rel": "self", "href": c.srv.URL + "/compute/v2.1/flavors/" + f.ID}}}
 }
 
 func (c *Cloud) listFlavors(w http.ResponseWriter, _ *http.Request) {

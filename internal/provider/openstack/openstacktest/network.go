@@ -257,8 +257,8 @@ func (c *Cloud) subnetView(s *SubnetInfo) map[string]any {
 func (c *Cloud) portView(p *port) map[string]any {
 	return map[string]any{"id": p.ID, "name": "", "network_id": p.NetworkID, "device_id": p.DeviceID,
 		"device_owner": "compute:nova", "mac_address": p.MAC, "status": "ACTIVE", "admin_state_up": true,
-		"fixed_ips":  []any{map[string]any{"subnet_id": p.SubnetID, "ip_address": p.IP}},
-		"tenant_id":  c.ProjectID, "project_id": c.ProjectID, "description": "", "tags": []string{},
+		"fixed_ips": []any{map[string]any{"subnet_id": p.SubnetID, "ip_address": p.IP}},
+		"tenant_id": c.ProjectID, "project_id": c.ProjectID, "description": "", "tags": []string{},
 		"created_at": timestamp(time.Now()),
 	}
 }
