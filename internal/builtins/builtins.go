@@ -11,6 +11,8 @@ import (
 	_ "github.com/goscaler/goscaler/internal/counter/httpcounter"
 	// Load balancers.
 	_ "github.com/goscaler/goscaler/internal/lb/builtin"
+	_ "github.com/goscaler/goscaler/internal/lb/octavia"
 	// Providers.
+	_ "github.com/goscaler/goscaler/internal/provider/openstack"
 	_ "github.com/goscaler/goscaler/internal/provider/process"
 )

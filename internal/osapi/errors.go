@@ -96,14 +96,16 @@ func Message(err error) string {
 	return ""
 }
 
-// Clean replaces gophercloud's long error text by an APIError when err is an
-// unexpected HTTP answer, so that messages stay short and readable.
+// Clean replaces gophercloud's long error text by an APIError when err is
+// an unexpected HTTP answer (possibly after a re-authentication), so that
+// messages stay short and readable. Errors that wrap one keep their text.
 func Clean(err error) error {
-	if err == nil {
-		return nil
-	}
-	if ae, ok := AsAPIError(err); ok {
-		return ae
+	switch err.(type) { //nolint:errorlint // only the error itself is replaced, not what wraps it
+	case gophercloud.ErrUnexpectedResponseCode, *gophercloud.ErrUnexpectedResponseCode,
+		gophercloud.ErrErrorAfterReauthentication, *gophercloud.ErrErrorAfterReauthentication:
+		if ae, ok := AsAPIError(err); ok {
+			return ae
+		}
 	}
 	return err
 }

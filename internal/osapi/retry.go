@@ -56,12 +56,12 @@ func (r Retrier) Do(ctx context.Context, retryable func(error) bool, fn func(ctx
 		}
 		if attempt > r.Retries {
 			if attempt > 1 {
-				return fmt.Errorf("%w (gave up after %d attempts)", err, attempt)
+				return fmt.Errorf("%w (gave up after %d attempts)", Clean(err), attempt)
 			}
 			return err
 		}
 		if serr := Sleep(ctx, r.Delay(attempt, err)); serr != nil {
-			return fmt.Errorf("%w (stopped retrying: %w)", err, serr)
+			return fmt.Errorf("%w (stopped retrying: %w)", Clean(err), serr)
 		}
 	}
 }

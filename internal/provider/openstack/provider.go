@@ -114,7 +114,7 @@ func (p *Provider) classify(ctx context.Context, what string, err error) error {
 // is a capacity problem, unless it says the network is ambiguous.
 func (p *Provider) classifyCreate(ctx context.Context, what string, err error) error {
 	if osapi.Status(err) == http.StatusConflict && !osapi.IsQuota(err) {
-		if strings.Contains(strings.ToLower(osapi.Message(err)), "network") {
+		if msg := strings.ToLower(osapi.Message(err)); strings.Contains(msg, "multiple possible networks") || strings.Contains(msg, "ambiguous") {
 			return fmt.Errorf("%w: %s: %w (set network)", provider.ErrConfig, what, osapi.Clean(err))
 		}
 		return fmt.Errorf("%w: %s: %w", provider.ErrCapacity, what, osapi.Clean(err))

@@ -74,17 +74,18 @@ type Cloud struct {
 	tokens map[string]time.Time // token → expiry
 	ttl    time.Duration
 
-	flavors  map[string]*Flavor
-	images   map[string]*ImageInfo
-	keypairs map[string]bool
-	secgroup map[string]bool
-	servers  map[string]*server
-	quota    int // instances; 0: unlimited
-	fipQuota int // floating IPs; 0: unlimited
-	build    time.Duration
-	delDelay time.Duration
-	faults   []string // fault messages of the next builds that fail
-	pageSize int
+	flavors      map[string]*Flavor
+	images       map[string]*ImageInfo
+	keypairs     map[string]bool
+	secgroup     map[string]bool
+	servers      map[string]*server
+	quota        int // instances; 0: unlimited
+	fipQuota     int // floating IPs; 0: unlimited
+	build        time.Duration
+	delDelay     time.Duration
+	faults       []string // fault messages of the next builds that fail
+	hideFloating bool
+	pageSize     int
 
 	networks map[string]*NetworkInfo
 	subnets  map[string]*SubnetInfo
@@ -242,7 +243,8 @@ type Fault struct {
 	Hang bool
 	// Drop closes the connection without an answer.
 	Drop bool
-	// OnMatch is called (without any lock held) when a request matches.
+	// OnMatch is called (without any lock held) when a request matches;
+	// with After, once it has been processed.
 	OnMatch func(Request)
 }
 
@@ -399,7 +401,7 @@ func (c *Cloud) middleware(next http.Handler) http.Handler {
 			return
 		}
 		f := inj.f
-		if f.OnMatch != nil {
+		if f.OnMatch != nil && !f.After {
 			f.OnMatch(req)
 		}
 		// real answers the request as if nothing was injected; with After,
@@ -412,6 +414,9 @@ func (c *Cloud) middleware(next http.Handler) http.Handler {
 				maps.Copy(sw.Header(), rec.Header())
 				sw.WriteHeader(rec.Code)
 				_, _ = sw.Write(rec.Body.Bytes())
+			}
+			if f.OnMatch != nil {
+				f.OnMatch(req)
 			}
 		}
 		if f.Delay > 0 && !wait(r, f.Delay, inj.done) {
@@ -509,7 +514,7 @@ func writeError(w http.ResponseWriter, service string, status int, msg string) {
 	default: // Glance answers in text
 		w.Header().Set("Content-Type", "text/plain; charset=UTF-8")
 		w.WriteHeader(status)
-		fmt.Fprintf(w, "%d %s\n\n%s\n\n", status, http.StatusText(status), msg)
+		fmt.Fprintf(w, "%d %s\n\n%s\n\n", status, http.StatusText(status), msg) //nolint:gosec // text/plain, as Glance answers
 	}
 }
 
@@ -537,20 +542,6 @@ func newHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// byNameOrID finds resources whose ID is v, else whose name is v.
-func byNameOrID[T any](m map[string]*T, v string, name func(*T) string) []*T {
-	if x, ok := m[v]; ok {
-		return []*T{x}
-	}
-	var out []*T
-	for _, x := range m {
-		if name(x) == v {
-			out = append(out, x)
-		}
-	}
-	return out
 }
 
 func timestamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05Z") }

@@ -151,6 +151,39 @@ func (c *Cloud) RemoveServer(id string) bool {
 	return ok
 }
 
+// AddServer makes a server as another client of the project would (another
+// tool, another goscaler, a goscaler that crashed): in BUILD, with the given
+// name, metadata and network IDs, and the first flavor and image. It returns
+// the server's ID.
+func (c *Cloud) AddServer(name string, metadata map[string]string, networkIDs ...string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	s := &server{Server: Server{ID: newID(), Name: name, Status: "BUILD", Metadata: maps.Clone(metadata),
+		Networks: slices.Clone(networkIDs), SecurityGroups: []string{"default"}, Created: now}, updated: now}
+	if s.Metadata == nil {
+		s.Metadata = map[string]string{}
+	}
+	for _, id := range slices.Sorted(maps.Keys(c.flavors)) {
+		s.FlavorID = id
+		break
+	}
+	for _, id := range slices.Sorted(maps.Keys(c.images)) {
+		s.ImageID = id
+		break
+	}
+	c.servers[s.ID] = s
+	return s.ID
+}
+
+// HideFloatingIPs stops Nova from showing floating IPs in the addresses of
+// servers (as when its network info cache lags behind Neutron).
+func (c *Cloud) HideFloatingIPs(hide bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.hideFloating = hide
+}
+
 // OnServerActive registers f, called when a server becomes ACTIVE (it has
 // its addresses then), before any request sees it ACTIVE.
 func (c *Cloud) OnServerActive(f func(Server)) {
@@ -481,7 +514,7 @@ func (c *Cloud) serverView(s *server) map[string]any {
 		n := c.networks[p.NetworkID]
 		list := []any{map[string]any{"version": 4, "addr": p.IP, "OS-EXT-IPS:type": "fixed", "OS-EXT-IPS-MAC:mac_addr": p.MAC}}
 		for _, fid := range slices.Sorted(maps.Keys(c.fips)) {
-			if f := c.fips[fid]; f.PortID == pid {
+			if f := c.fips[fid]; f.PortID == pid && !c.hideFloating {
 				list = append(list, map[string]any{"version": 4, "addr": f.Address, "OS-EXT-IPS:type": "floating",
 					"OS-EXT-IPS-MAC:mac_addr": p.MAC})
 			}
