@@ -47,6 +47,18 @@ func (c *Cloud) AddLoadBalancer(name, poolName string) PoolInfo {
 	return *p
 }
 
+// AddMember adds an ACTIVE member to a pool, as another client would, and
+// returns its ID.
+func (c *Cloud) AddMember(poolID, name, address string, port int) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	m := &member{Member: Member{ID: newID(), PoolID: poolID, Name: name, Address: address, ProtocolPort: port,
+		Weight: 1, Status: "ACTIVE"}, created: now, updated: now}
+	c.members[m.ID] = m
+	return m.ID
+}
+
 // SetPendingTime is how long a load balancer stays PENDING_UPDATE after each
 // change of its members (default 0: ACTIVE at the next request). Changes
 // asked meanwhile are refused with 409, as Octavia does.
