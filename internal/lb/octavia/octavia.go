@@ -441,6 +441,9 @@ func (b *Balancer) Register(ctx context.Context, be lb.Backend) error {
 // Deregister drains the backend's member (weight 0), waits drain_delay, and
 // deletes it. An unknown backend is not an error.
 func (b *Balancer) Deregister(ctx context.Context, be lb.Backend) error {
+	if be.Address == "" {
+		return nil // a node that never had an address was never registered
+	}
 	host, port, err := splitAddress(be.Address)
 	if err != nil {
 		return err
