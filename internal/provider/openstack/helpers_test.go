@@ -31,11 +31,18 @@ func newFixture(t *testing.T) *fixture {
 	f := &fixture{cloud: c, flavor: c.AddFlavor("m1.small"), image: c.AddImage("debian-12"),
 		private: c.AddNetwork("private", "10.0.0.0/24"), public: c.AddExternalNetwork("public", "192.0.2.0/24")}
 	c.AddKeyPair("ops")
-	f.clouds = filepath.Join(t.TempDir(), "clouds.yaml")
-	if err := os.WriteFile(f.clouds, []byte(c.CloudsYAML("fake")), 0o600); err != nil {
+	f.clouds = writeClouds(t, c)
+	return f
+}
+
+// writeClouds writes a clouds.yaml naming c "fake" and returns its path.
+func writeClouds(t testing.TB, c *openstacktest.Cloud) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "clouds.yaml")
+	if err := os.WriteFile(p, []byte(c.CloudsYAML("fake")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return f
+	return p
 }
 
 // config is a valid configuration for the fixture's cloud with fast polls
@@ -53,7 +60,7 @@ func (f *fixture) config(mods ...func(*Config)) *Config {
 	return c
 }
 
-func build(t *testing.T, cfg *Config, owner string) *Provider {
+func build(t testing.TB, cfg *Config, owner string) *Provider {
 	t.Helper()
 	p, err := cfg.New(provider.Env{Owner: owner})
 	if err != nil {

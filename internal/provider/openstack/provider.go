@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/keypairs"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
 
@@ -162,11 +163,7 @@ func (p *Provider) find(ctx context.Context, cluster, node string) ([]servers.Se
 	}
 	var all []servers.Server
 	err = p.retry.Do(ctx, nil, func(ctx context.Context) error {
-		pages, err := servers.List(cc, servers.ListOpts{}).AllPages(ctx)
-		if err != nil {
-			return err
-		}
-		all, err = servers.ExtractServers(pages)
+		all, err = listServers(ctx, cc)
 		return err
 	})
 	if err != nil {
@@ -184,6 +181,39 @@ func (p *Provider) find(ctx context.Context, cluster, node string) ([]servers.Se
 		return cmp.Or(a.Created.Compare(b.Created), strings.Compare(a.ID, b.ID))
 	})
 	return out, nil
+}
+
+// maxPages bounds the pages of servers read, against a "next" link that
+// never ends.
+const maxPages = 10000
+
+// listServers reads every page of GET /servers/detail. Each page is decoded
+// once, straight into servers.Server: gophercloud's pager decodes a page
+// three times, which costs a third of a second per thousand servers.
+func listServers(ctx context.Context, cc *gophercloud.ServiceClient) ([]servers.Server, error) {
+	var all []servers.Server
+	url := cc.ServiceURL("servers", "detail")
+	for range maxPages {
+		var page struct {
+			Servers []servers.Server   `json:"servers"`
+			Links   []gophercloud.Link `json:"servers_links"`
+		}
+		if _, err := cc.Get(ctx, url, &page, nil); err != nil { //nolint:bodyclose // gophercloud closes it once decoded
+			return nil, err
+		}
+		all = append(all, page.Servers...)
+		next := ""
+		for _, l := range page.Links {
+			if l.Rel == "next" {
+				next = l.Href
+			}
+		}
+		if next == "" || next == url || len(page.Servers) == 0 {
+			return all, nil
+		}
+		url = next
+	}
+	return nil, fmt.Errorf("listing servers: more than %d pages", maxPages)
 }
 
 // get fetches a server; a 404 is ErrNotFound.

@@ -51,6 +51,7 @@ type server struct {
 	deleteAt time.Time
 	ports    []string
 	updated  time.Time
+	hostID   string
 }
 
 // AddFlavor adds a flavor with a new ID.
@@ -275,7 +276,7 @@ func (c *Cloud) advance() {
 				s.Status, s.Fault = "ERROR", err
 				continue
 			}
-			s.Status = "ACTIVE"
+			s.Status, s.hostID = "ACTIVE", newHex(28)
 			view := c.serverCopy(s)
 			for _, h := range c.onActive {
 				calls = append(calls, func() { h(view) })
@@ -540,7 +541,7 @@ func (c *Cloud) serverView(s *server) map[string]any {
 	}
 	v := map[string]any{
 		"id": s.ID, "name": s.Name, "status": s.Status, "tenant_id": c.ProjectID, "user_id": c.UserID,
-		"metadata": s.Metadata, "hostId": newHex(28), "created": timestamp(s.Created), "updated": timestamp(s.updated),
+		"metadata": s.Metadata, "hostId": s.hostID, "created": timestamp(s.Created), "updated": timestamp(s.updated),
 		"image":     map[string]any{"id": s.ImageID, "links": []any{}},
 		"flavor":    map[string]any{"id": s.FlavorID, "links": []any{}},
 		"addresses": addresses, "accessIPv4": "", "accessIPv6": "", "links": c.serverLinks(s.ID),
