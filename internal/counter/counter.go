@@ -38,6 +38,11 @@ type Target struct {
 	// Vars are the template variables of the target (Cluster, NodeID, Address,
 	// Host, Port and the cluster's vars).
 	Vars map[string]string
+	// InService is how many of the cluster's nodes were in service (and not
+	// in maintenance: the nodes a node-scoped counter reads) when the reading
+	// started. Sources that report a value per node ("messages per worker")
+	// divide by it. Zero means none, or a caller that does not count them.
+	InService int
 }
 
 // Source reads a counter.
