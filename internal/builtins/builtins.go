@@ -9,6 +9,7 @@ import (
 	// Counter sources.
 	_ "github.com/goscaler/goscaler/internal/counter/exec"
 	_ "github.com/goscaler/goscaler/internal/counter/httpcounter"
+	_ "github.com/goscaler/goscaler/internal/counter/jmx"
 	// Load balancers.
 	_ "github.com/goscaler/goscaler/internal/lb/builtin"
 	// Providers.

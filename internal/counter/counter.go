@@ -14,6 +14,7 @@ package counter
 import (
 	"context"
 	"log/slog"
+	"maps"
 
 	"github.com/goscaler/goscaler/internal/plugin"
 )
@@ -43,6 +44,19 @@ type Target struct {
 	// started. Sources that report a value per node ("messages per worker")
 	// divide by it. Zero means none, or a caller that does not count them.
 	InService int
+}
+
+// TemplateVars are the target's Vars, completed with Cluster, NodeID and
+// Address from its own fields when Vars lacks them; a new map.
+func (t Target) TemplateVars() map[string]string {
+	vars := make(map[string]string, len(t.Vars)+3)
+	maps.Copy(vars, t.Vars)
+	for k, v := range map[string]string{"Cluster": t.Cluster, "NodeID": t.NodeID, "Address": t.Address} {
+		if _, ok := vars[k]; !ok && v != "" {
+			vars[k] = v
+		}
+	}
+	return vars
 }
 
 // Source reads a counter.

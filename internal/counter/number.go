@@ -12,20 +12,28 @@ import (
 var ErrNotANumber = errors.New("not a number")
 
 // ParseNumber parses s (already trimmed) as a finite float64. Its error says
-// what was wrong with s, quoting it (cut to about 100 bytes), and wraps
+// what was wrong with s, quoting it (cut to about 100 bytes), and matches
 // ErrNotANumber.
 func ParseNumber(s string) (float64, error) {
 	v, err := strconv.ParseFloat(s, 64)
 	switch {
 	case errors.Is(err, strconv.ErrRange):
-		return 0, fmt.Errorf("%q is out of range: %w", Short(s), ErrNotANumber)
+		return 0, numberError(fmt.Sprintf("%q is out of range", Short(s)))
 	case err != nil:
-		return 0, fmt.Errorf("%q is %w", Short(s), ErrNotANumber)
+		return 0, numberError(fmt.Sprintf("%q is not a number", Short(s)))
 	case math.IsNaN(v) || math.IsInf(v, 0):
-		return 0, fmt.Errorf("%q is not a finite number: %w", Short(s), ErrNotANumber)
+		return 0, numberError(fmt.Sprintf("%q is not a finite number", Short(s)))
 	}
 	return v, nil
 }
+
+// numberError is ParseNumber's error: it matches ErrNotANumber without
+// repeating it.
+type numberError string
+
+func (e numberError) Error() string { return string(e) }
+
+func (e numberError) Is(target error) bool { return target == ErrNotANumber }
 
 // Short cuts s to about 100 bytes (on a rune boundary), marking the cut with
 // "…", for quoting remote output in an error.
