@@ -10,6 +10,7 @@ import (
 	_ "github.com/goscaler/goscaler/internal/counter/exec"
 	_ "github.com/goscaler/goscaler/internal/counter/httpcounter"
 	_ "github.com/goscaler/goscaler/internal/counter/jmx"
+	_ "github.com/goscaler/goscaler/internal/counter/prometheus"
 	// Load balancers.
 	_ "github.com/goscaler/goscaler/internal/lb/builtin"
 	// Providers.

@@ -18,22 +18,23 @@ func ParseNumber(s string) (float64, error) {
 	v, err := strconv.ParseFloat(s, 64)
 	switch {
 	case errors.Is(err, strconv.ErrRange):
-		return 0, numberError(fmt.Sprintf("%q is out of range", Short(s)))
+		return 0, Mark(fmt.Errorf("%q is out of range", Short(s)), ErrNotANumber)
 	case err != nil:
-		return 0, numberError(fmt.Sprintf("%q is not a number", Short(s)))
+		return 0, Mark(fmt.Errorf("%q is not a number", Short(s)), ErrNotANumber)
 	case math.IsNaN(v) || math.IsInf(v, 0):
-		return 0, numberError(fmt.Sprintf("%q is not a finite number", Short(s)))
+		return 0, Mark(fmt.Errorf("%q is not a finite number", Short(s)), ErrNotANumber)
 	}
 	return v, nil
 }
 
-// numberError is ParseNumber's error: it matches ErrNotANumber without
-// repeating it.
-type numberError string
+// Mark returns an error with err's message that matches both err and kind
+// (errors.Is), for a message that already says what kind says.
+func Mark(err, kind error) error { return &marked{err: err, kind: kind} }
 
-func (e numberError) Error() string { return string(e) }
+type marked struct{ err, kind error }
 
-func (e numberError) Is(target error) bool { return target == ErrNotANumber }
+func (m *marked) Error() string   { return m.err.Error() }
+func (m *marked) Unwrap() []error { return []error{m.err, m.kind} }
 
 // Short cuts s to about 100 bytes (on a rune boundary), marking the cut with
 // "…", for quoting remote output in an error.

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -129,8 +130,8 @@ func (p *process) waitReady(t testing.TB, timeout time.Duration, ready func() er
 }
 
 // httpStatus GETs url (with basic auth if user is set) and returns an error
-// unless the answer has status want.
-func httpStatus(url, user, password string, want int) error {
+// unless the answer has one of the statuses want.
+func httpStatus(url, user, password string, want ...int) error {
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
 		return err
@@ -144,7 +145,7 @@ func httpStatus(url, user, password string, want int) error {
 		return err
 	}
 	_ = resp.Body.Close()
-	if resp.StatusCode != want {
+	if !slices.Contains(want, resp.StatusCode) {
 		return fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	return nil

@@ -46,7 +46,7 @@ const (
 // MaxBody is the largest response a reading accepts.
 const MaxBody = 1 << 20
 
-// ErrNotFound is wrapped by the error of a reading whose MBean, attribute or
+// ErrNotFound is matched by the error of a reading whose MBean, attribute or
 // item inside the attribute's value does not exist.
 var ErrNotFound = errors.New("not found")
 
@@ -320,12 +320,12 @@ func jolokiaError(u *url.URL, what, mbean, attribute, path string, r jolokiaResp
 	}
 	switch typ {
 	case "InstanceNotFoundException":
-		return fmt.Errorf("jolokia %s: no MBean %q on %s: %w", what, mbean, u.Host, ErrNotFound)
+		return counter.Mark(fmt.Errorf("jolokia %s: no MBean %q on %s", what, mbean, u.Host), ErrNotFound)
 	case "AttributeNotFoundException":
 		if path != "" {
-			return fmt.Errorf("jolokia %s: MBean %q has no attribute %q with the item %q (%s): %w", what, mbean, attribute, path, counter.Short(httpget.OneLine(msg)), ErrNotFound)
+			return counter.Mark(fmt.Errorf("jolokia %s: MBean %q has no attribute %q with the item %q (%s)", what, mbean, attribute, path, counter.Short(httpget.OneLine(msg))), ErrNotFound)
 		}
-		return fmt.Errorf("jolokia %s: MBean %q has no attribute %q: %w", what, mbean, attribute, ErrNotFound)
+		return counter.Mark(fmt.Errorf("jolokia %s: MBean %q has no attribute %q", what, mbean, attribute), ErrNotFound)
 	case "MalformedObjectNameException":
 		return fmt.Errorf("jolokia %s: %q is not a valid MBean name: %s", what, mbean, counter.Short(httpget.OneLine(msg)))
 	}
@@ -354,15 +354,15 @@ func jsonNumber(raw json.RawMessage) (float64, error) {
 		return f, nil
 	case map[string]any:
 		keys := slices.Sorted(maps.Keys(x))
-		return 0, fmt.Errorf("the value is a composite with the items %s, %w; set path to one of them", strings.Join(keys, ", "), counter.ErrNotANumber)
+		return 0, counter.Mark(fmt.Errorf("the value is a composite with the items %s, not a number; set path to one of them", strings.Join(keys, ", ")), counter.ErrNotANumber)
 	case []any:
-		return 0, fmt.Errorf("the value is a list of %d items, %w", len(x), counter.ErrNotANumber)
+		return 0, counter.Mark(fmt.Errorf("the value is a list of %d items, not a number", len(x)), counter.ErrNotANumber)
 	case bool:
-		return 0, fmt.Errorf("the value is a boolean (%t), %w", x, counter.ErrNotANumber)
+		return 0, counter.Mark(fmt.Errorf("the value is a boolean (%t), not a number", x), counter.ErrNotANumber)
 	case nil:
-		return 0, fmt.Errorf("the value is null, %w", counter.ErrNotANumber)
+		return 0, counter.Mark(errors.New("the value is null, not a number"), counter.ErrNotANumber)
 	}
-	return 0, fmt.Errorf("the value is a %T, %w", v, counter.ErrNotANumber)
+	return 0, counter.Mark(fmt.Errorf("the value is a %T, not a number", v), counter.ErrNotANumber)
 }
 
 // ---------------------------------------------------------------------------
@@ -409,11 +409,11 @@ func parseJMXProxy(body []byte, mbean, attribute, key string) (float64, error) {
 		exc, msg, _ := strings.Cut(rest, ": ")
 		switch exc[strings.LastIndex(exc, ".")+1:] {
 		case "InstanceNotFoundException":
-			return 0, fmt.Errorf("no MBean %q: %w", mbean, ErrNotFound)
+			return 0, counter.Mark(fmt.Errorf("no MBean %q", mbean), ErrNotFound)
 		case "AttributeNotFoundException":
-			return 0, fmt.Errorf("MBean %q has no attribute %q: %w", mbean, attribute, ErrNotFound)
+			return 0, counter.Mark(fmt.Errorf("MBean %q has no attribute %q", mbean, attribute), ErrNotFound)
 		case "InvalidKeyException":
-			return 0, fmt.Errorf("attribute %q of %q has no item %q: %w", attribute, mbean, key, ErrNotFound)
+			return 0, counter.Mark(fmt.Errorf("attribute %q of %q has no item %q", attribute, mbean, key), ErrNotFound)
 		case "MalformedObjectNameException":
 			return 0, fmt.Errorf("%q is not a valid MBean name: %s", mbean, counter.Short(msg))
 		}
@@ -435,7 +435,7 @@ func parseJMXProxy(body []byte, mbean, attribute, key string) (float64, error) {
 		// The rest of the value may span lines; its items are in contents={…}.
 		all := string(body)[strings.Index(string(body), " = ")+3:]
 		items := compositeItems(all)
-		return 0, fmt.Errorf("the value is a composite with the items %s, %w; set path to one of them", strings.Join(items, ", "), counter.ErrNotANumber)
+		return 0, counter.Mark(fmt.Errorf("the value is a composite with the items %s, not a number; set path to one of them", strings.Join(items, ", ")), counter.ErrNotANumber)
 	}
 	v, err := counter.ParseNumber(strings.TrimSpace(value))
 	if err != nil {

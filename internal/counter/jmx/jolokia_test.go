@@ -28,9 +28,9 @@ var mbeans = map[string]map[string]any{
 	"java.lang:type=Memory": {
 		"HeapMemoryUsage": map[string]any{"used": 123456, "max": 1e9, "committed": 2e8, "init": 1e8},
 	},
-	"java.lang:type=Threading":                   {"ThreadCount": 17},
+	"java.lang:type=Threading":                      {"ThreadCount": 17},
 	`Catalina:type=ThreadPool,name="http-nio-8080"`: {"currentThreadsBusy": 3},
-	"test:type=Odd/Name!,path=a/b":                {"Value": 5},
+	"test:type=Odd/Name!,path=a/b":                  {"Value": 5},
 	"test:type=Values": {
 		"Num": "42.5", "Text": "abc", "Flag": true, "Nothing": nil, "List": []any{1, 2},
 		"Deep": map[string]any{"a": map[string]any{"b": 7.5}}, "NaN": "NaN",
