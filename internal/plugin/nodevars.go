@@ -46,6 +46,9 @@ func UsesNodeVars(src string) bool {
 			return len(n.Ident) > 0 && slices.Contains(NodeVars, n.Ident[0])
 		case *parse.ChainNode:
 			return walk(n.Node) || (len(n.Field) > 0 && slices.Contains(NodeVars, n.Field[0]))
+		case *parse.VariableNode:
+			// $.Address
+			return len(n.Ident) > 1 && n.Ident[0] == "$" && slices.Contains(NodeVars, n.Ident[1])
 		case *parse.StringNode:
 			return slices.Contains(NodeVars, n.Text)
 		case *parse.IfNode:
