@@ -57,7 +57,7 @@ scrape_configs:
       - targets: [%s]
 `, strings.Join(quoted, ", "))
 	cfgPath := filepath.Join(p.Dir, "prometheus.yml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	args := []string{"--config.file=" + cfgPath, "--storage.tsdb.path=" + filepath.Join(p.Dir, "data"),

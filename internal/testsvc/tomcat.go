@@ -53,7 +53,7 @@ func StartTomcat(t testing.TB) *Tomcat {
 	tc := &Tomcat{Base: t.TempDir(), User: "goscaler-jmx", Password: randomHex(12),
 		GUIUser: "goscaler-gui", GUIPassword: randomHex(12)}
 	for _, d := range []string{"conf/Catalina/localhost", "logs", "temp", "work", "webapps"} {
-		if err := os.MkdirAll(filepath.Join(tc.Base, d), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Join(tc.Base, d), 0o750); err != nil {
 			t.Fatal(err)
 		}
 	}

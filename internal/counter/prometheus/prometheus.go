@@ -121,7 +121,7 @@ func (c *Config) compile() (*Source, error) {
 		errs = append(errs, errors.New("query: set query (a PromQL expression, with server:) or metric (a series of a /metrics page, with url:)"))
 	case query:
 		if c.URL != "" {
-			errs = append(errs, errors.New("url: not used with query; the Prometheus server goes in server:"))
+			errs = append(errs, errors.New("url: not used with query; put the Prometheus server in server"))
 		}
 		if len(c.Labels) > 0 {
 			errs = append(errs, errors.New("labels: not used with query; write the label matchers in the query"))
@@ -140,7 +140,7 @@ func (c *Config) compile() (*Source, error) {
 		}
 	default:
 		if c.Server != "" {
-			errs = append(errs, errors.New("server: not used with metric; the page goes in url:"))
+			errs = append(errs, errors.New("server: not used with metric; put the page in url"))
 		}
 		if !model.UTF8Validation.IsValidMetricName(c.Metric) {
 			errs = append(errs, fmt.Errorf("metric: %q is not a metric name", c.Metric))

@@ -129,7 +129,7 @@ func (c *Config) compile() (*Source, error) {
 			errs = append(errs, fmt.Errorf("url: %q holds credentials; set user: and password_env: or password_file: instead", u.Redacted()))
 		}
 		if p := strings.Trim(u.Path, "/"); p != "" && s.amqp {
-			errs = append(errs, fmt.Errorf("url: %q has a path; the vhost goes in vhost:", u.Redacted()))
+			errs = append(errs, fmt.Errorf("url: %q has a path; put the vhost in vhost", u.Redacted()))
 		}
 		if u.RawQuery != "" || u.Fragment != "" {
 			errs = append(errs, fmt.Errorf("url: %q: no query or fragment here", u.Redacted()))

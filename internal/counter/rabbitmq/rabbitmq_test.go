@@ -328,7 +328,7 @@ func TestValidate(t *testing.T) {
 		{name: "bad url and measure", yaml: "url: redis://h\nqueue: '{{'\nmeasure: depth\n", want: []string{
 			`url: "redis://h": use amqp:// or amqps://`, `queue: template "{{"`, `measure: "depth" is not one of`}},
 		{name: "credentials and vhost in the URL", yaml: "url: amqp://guest:s3cret@h:5672/prod\nqueue: q\n", want: []string{
-			`url: "amqp://guest:xxxxx@h:5672/prod" holds credentials`, `url: "amqp://guest:xxxxx@h:5672/prod" has a path; the vhost goes in vhost:`}},
+			`url: "amqp://guest:xxxxx@h:5672/prod" holds credentials`, `url: "amqp://guest:xxxxx@h:5672/prod" has a path; put the vhost in vhost`}},
 		{name: "unacked over AMQP", yaml: "url: amqp://h\nqueue: q\nmeasure: messages_unacknowledged\n", want: []string{
 			"measure: messages_unacknowledged is known to the management API only"}},
 		{name: "user without password", yaml: "url: amqp://h\nqueue: q\nuser: bob\n", want: []string{`password_env: the password of user "bob" is required`}},
