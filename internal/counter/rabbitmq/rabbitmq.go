@@ -272,10 +272,9 @@ func (s *Source) connection(ctx context.Context) (*amqp.Connection, error) {
 	if s.conn != nil && !s.conn.IsClosed() {
 		return s.conn, nil
 	}
-	deadline, ok := ctx.Deadline()
-	if !ok {
-		deadline = time.Now().Add(dialTimeout)
-	}
+	// The handshake ends when ctx does: the connection's deadline is moved
+	// to the past, which fails amqp091's pending read.
+	var stopWatch func() bool
 	cfg := amqp.Config{
 		Vhost: s.vhost,
 		SASL:  []amqp.Authentication{&amqp.PlainAuth{Username: s.user, Password: s.password.Reveal()}},
@@ -289,19 +288,28 @@ func (s *Source) connection(ctx context.Context) (*amqp.Connection, error) {
 			if err != nil {
 				return nil, err
 			}
-			// Until the handshake ends (amqp091 clears it then).
-			if err := conn.SetDeadline(deadline); err != nil {
+			// A bound for a reading without a deadline; amqp091 clears it
+			// once the handshake is done.
+			if err := conn.SetDeadline(time.Now().Add(dialTimeout)); err != nil {
 				_ = conn.Close()
 				return nil, err
 			}
+			stopWatch = context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 			return conn, nil
 		},
 	}
 	// The URL holds no credentials: SASL above does.
 	start := time.Now()
 	conn, err := amqp.DialConfig(s.url.String(), cfg)
+	watched := stopWatch == nil || stopWatch()
 	if err != nil {
 		return nil, dialError(ctx, start, err, s.user)
+	}
+	if !watched {
+		// ctx ended just as the handshake did: the deadline may have hit
+		// the new connection.
+		_ = conn.Close()
+		return nil, dialError(ctx, start, ctx.Err(), s.user)
 	}
 	s.conn = conn
 	s.dials++
