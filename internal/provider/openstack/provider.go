@@ -609,10 +609,10 @@ func (p *Provider) Delete(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("deleting: %w", err)
 	}
-	if _, err := p.resolveNetworks(ctx); err != nil {
-		return fmt.Errorf("deleting server %s: %w", id, err)
-	}
-	if p.cfg.FloatingIPPool != "" || p.pickIP(s, "floating") != "" {
+	// Whatever the configuration says now (a network renamed, a pool
+	// removed), the server's floating IPs go with it.
+	floating := slices.ContainsFunc(addresses(s), func(a address) bool { return a.kind == "floating" })
+	if p.cfg.FloatingIPPool != "" || floating {
 		if err := p.releaseFloatingIPs(ctx, s); err != nil {
 			return fmt.Errorf("deleting server %s: %w", id, err)
 		}

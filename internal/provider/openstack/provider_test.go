@@ -742,3 +742,23 @@ func decode(src string) (provider.Config, error) {
 	}
 	return provider.Registry.Decode(TypeName, &node)
 }
+
+// A configuration changed since the servers were made (the network renamed,
+// the floating IP pool removed) does not stop their deletion, floating IPs
+// included.
+func TestDeleteAfterAConfigChange(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := ctxT(t)
+	m, err := build(t, f.config(func(c *Config) { c.FloatingIPPool = "public" }), "gs-change").Create(ctx, spec("web-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := build(t, f.config(func(c *Config) { c.Network = "renamed" }), "gs-change")
+	if err := changed.Delete(ctx, m.ID); err != nil {
+		t.Fatalf("Delete with the network setting changed: %v", err)
+	}
+	if n, fips := len(f.cloud.Servers()), f.cloud.FloatingIPs(); n != 0 || len(fips) != 0 {
+		t.Errorf("%d servers and floating IPs %+v left", n, fips)
+	}
+}

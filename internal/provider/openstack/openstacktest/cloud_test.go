@@ -184,6 +184,13 @@ func TestInjection(t *testing.T) {
 	}
 	drop.Release()
 
+	c.SetLatency(60 * time.Millisecond)
+	start := time.Now()
+	if code, _ := cl.do("GET", url, ""); code != 200 || time.Since(start) < 60*time.Millisecond {
+		t.Errorf("with 60ms of latency: %d after %s", code, time.Since(start))
+	}
+	c.SetLatency(0)
+
 	// After: the change is made, the answer is replaced.
 	lbPool := c.AddLoadBalancer("lb", "pool")
 	c.Inject(Fault{Service: LoadBalancer, Method: "POST", Times: 1, After: true, Status: 500})
