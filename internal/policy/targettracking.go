@@ -1,0 +1,98 @@
+package policy
+
+import (
+	"fmt"
+
+	"github.com/goscaler/goscaler/internal/config"
+)
+
+// TargetTracking keeps a counter's aggregate per node near Target, like a
+// thermostat (AWS target tracking, the HPA's ratio).
+//
+// Arithmetic: load is the aggregate times the serving nodes when the
+// aggregate is per node (an average over the nodes that report, warming ones
+// left out), or the aggregate itself when it is a cluster total. Spread over
+// the desired nodes (booting ones included, so that repeated readings during
+// a boot do not pile up launches), the load per node is compared with
+// Target: within Target × (1 ± Tolerance) the policy holds the size;
+// outside it asks for ceil(load / Target) nodes. Rounding up both ways is
+// conservative and cannot oscillate: after scaling to ceil(load / Target)
+// the load per node is at most Target, inside the band for a scale-out, and
+// a scale-in needs the load to fall by at least a node's worth. A missing
+// reading holds the size.
+type TargetTracking struct {
+	name string
+	cfg  config.TargetTracking
+	tol  float64
+	per  bool
+}
+
+// NewTargetTracking builds the policy name from its validated configuration.
+func NewTargetTracking(name string, c *config.TargetTracking) *TargetTracking {
+	p := &TargetTracking{name: name, cfg: *c, tol: config.DefaultTolerance, per: true}
+	if c.Tolerance != nil {
+		p.tol = *c.Tolerance
+	}
+	if c.PerNode != nil {
+		p.per = *c.PerNode
+	}
+	return p
+}
+
+// Name is the policy's name.
+func (p *TargetTracking) Name() string { return p.name }
+
+// Recommend implements Policy.
+func (p *TargetTracking) Recommend(s State) (Recommendation, bool) {
+	r := s.Readings[p.cfg.Counter]
+	what := describe(r.Aggregate, p.cfg.Counter)
+	hold := func(format string, args ...any) (Recommendation, bool) {
+		if p.cfg.DisableScaleIn {
+			return Recommendation{}, false
+		}
+		return want(p.name, s.Desired, format, args...), true
+	}
+	if why := r.Missing(s.Now); why != "" {
+		return hold("no data from counter %s (%s): holding, missing data never scales in", p.cfg.Counter, why)
+	}
+	load := r.Value
+	if p.per {
+		if s.Counted() <= 0 {
+			return hold("no node in service reports %s: holding", p.cfg.Counter)
+		}
+		load = r.Value * float64(s.InService)
+	}
+	target := p.cfg.Target
+	n := max(ceilTol(load/target), 0)
+	band := fmt.Sprintf("target %s (±%s)", num(target), pct(p.tol))
+	if s.Desired <= 0 {
+		if n > 0 {
+			return want(p.name, n, "%s %s with no node > %s", what, num(r.Value), band), true
+		}
+		return hold("%s %s with no node", what, num(r.Value))
+	}
+	perNode := load / float64(s.Desired)
+	shown := num(r.Value)
+	if !p.per || s.Desired != s.InService {
+		shown = fmt.Sprintf("%s (%s per node over %d)", num(r.Value), num(perNode), s.Desired)
+	}
+	switch ratio := perNode / target; {
+	case ratio > 1+p.tol && n > s.Desired:
+		return want(p.name, n, "%s %s > %s", what, shown, band), true
+	case ratio < 1-p.tol && n < s.Desired:
+		if p.cfg.DisableScaleIn {
+			return Recommendation{}, false
+		}
+		return want(p.name, n, "%s %s < %s", what, shown, band), true
+	default:
+		return hold("%s %s within %s", what, shown, band)
+	}
+}
+
+// describe names an aggregate for reasons: "avg rps", "queue".
+func describe(aggregate, counter string) string {
+	if aggregate == "" {
+		return counter
+	}
+	return aggregate + " " + counter
+}
