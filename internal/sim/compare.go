@@ -194,7 +194,9 @@ func (k kind) label() string {
 func (k kind) strategy(cl *config.Cluster, feed Feed, target float64, perNode bool) Strategy {
 	t := baseline.Target{Counter: feed.Counter, Target: target, PerNode: perNode}
 	return Strategy{Name: fmt.Sprintf("%s (target %s)", k.label(), fmtFloat(target)), Min: cl.Min, Max: cl.Max,
-		New: func() *policy.Scaler { return policy.NewScaler(k.settings, []policy.Policy{k.build(k.name, t)}, policy.Memory{}) }}
+		New: func() *policy.Scaler {
+			return policy.NewScaler(k.settings, []policy.Policy{k.build(k.name, t)}, policy.Memory{})
+		}}
 }
 
 // matchNodeHours finds, by bisection, the target that makes baseline k use

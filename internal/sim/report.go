@@ -96,15 +96,15 @@ func names(rs []*Result) []string {
 
 // chart is one SVG plot.
 type chart struct {
-	Title            string
-	Width, Height    int
-	Peak, Demand     string // SVG paths
-	Capacity, Nodes  string
-	Under            []mark // columns with under-provisioned steps
-	YTicks           []tick
-	NodeTicks        []tick
-	XTicks           []tick
-	PlotW, PlotH     int
+	Title           string
+	Width, Height   int
+	Peak, Demand    string // SVG paths
+	Capacity, Nodes string
+	Under           []mark // columns with under-provisioned steps
+	YTicks          []tick
+	NodeTicks       []tick
+	XTicks          []tick
+	PlotW, PlotH    int
 }
 
 // mark is a column with under-provisioned steps: its height grows with their share.
