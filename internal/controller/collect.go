@@ -50,7 +50,7 @@ func (c *Controller) collectOnce(ctx context.Context, cl *cluster, k *config.Cou
 		var mu sync.Mutex
 		var wg sync.WaitGroup
 		for _, n := range nodes {
-			if n.Maintenance {
+			if n.Maintenance || c.warming(cl, n, now) {
 				continue
 			}
 			wg.Go(func() {
@@ -89,6 +89,7 @@ func (c *Controller) collectOnce(ctx context.Context, cl *cluster, k *config.Cou
 	for _, t := range due {
 		c.autoFire(ctx, cl, t, causes[t.Name], now)
 	}
+	c.evaluatePolicies(ctx, cl)
 }
 
 func (c *Controller) read(ctx context.Context, cl *cluster, k *config.Counter, src counter.Source, target counter.Target, now time.Time) store.Sample {

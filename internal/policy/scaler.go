@@ -42,6 +42,8 @@ type Decision struct {
 	// Cause says why the size changes, for the activity history
 	// ("policy rps: avg rps 140 > target 100 (±10%) → desired 4 → 6").
 	Cause string
+	// Policy names the policy behind the change ("" for a configured bound).
+	Policy string
 	// Blocked says why a change the policies want does not happen now
 	// (cooldown, warm-up, stabilization window).
 	Blocked string
@@ -118,7 +120,7 @@ func (s *Scaler) Evaluate(st State) Decision {
 			d.Recommendations = append(d.Recommendations, r)
 		}
 	}
-	lo, hi, loWhy, hiWhy := bounds(st, d.Recommendations)
+	lo, hi, loWhy, hiWhy, loBy, hiBy := bounds(st, d.Recommendations)
 	d.Min, d.Max = lo, hi
 
 	// A scheduled desired size is a command, not a vote.
@@ -140,6 +142,7 @@ func (s *Scaler) Evaluate(st State) Decision {
 		s.record(now, d.To)
 		if d.To != cur {
 			d.Cause = fmt.Sprintf("schedule %s: %s → desired %d → %d", exact.Policy, exact.Reason, cur, d.To)
+			d.Policy = exact.Policy
 		}
 		return d
 	}
@@ -149,6 +152,7 @@ func (s *Scaler) Evaluate(st State) Decision {
 	if drv != nil {
 		wanted = drv.Desired
 		why = fmt.Sprintf("policy %s: %s", drv.Policy, drv.Reason)
+		d.Policy = drv.Policy
 	}
 	s.record(now, wanted)
 	target := wanted
@@ -185,11 +189,11 @@ func (s *Scaler) Evaluate(st State) Decision {
 	case d.To == cur:
 		return d
 	case d.To > target && d.To > cur:
-		why = loWhy // a min above the size
+		why, d.Policy = loWhy, loBy // a min above the size
 	case d.To > target:
 		why += fmt.Sprintf(" (limited by %s)", loWhy)
 	case d.To < target && d.To < cur:
-		why = hiWhy // a max below the size
+		why, d.Policy = hiWhy, hiBy // a max below the size
 	case d.To < target:
 		why += fmt.Sprintf(" (capped by %s)", hiWhy)
 	}
@@ -221,15 +225,16 @@ func (s *Scaler) windowMax(now time.Time) (int, time.Duration) {
 	return best, now.Sub(at)
 }
 
-// bounds returns the bounds in effect and what set each: the configured ones,
-// replaced by the latest firing of a scheduled policy without a window, and
-// by the scheduled windows in effect (the highest min and the lowest max).
-func bounds(st State, recs []Recommendation) (lo, hi int, loWhy, hiWhy string) {
+// bounds returns the bounds in effect, what set each and the policy that did
+// ("" for a configured bound): the configured ones, replaced by the latest
+// firing of a scheduled policy without a window, and by the scheduled
+// windows in effect (the highest min and the lowest max).
+func bounds(st State, recs []Recommendation) (lo, hi int, loWhy, hiWhy, loBy, hiBy string) {
 	lo, hi = st.Min, st.Max
 	loWhy, hiWhy = fmt.Sprintf("min %d", lo), fmt.Sprintf("max %d", hi)
 	var loSince, hiSince time.Time
 	winLo, winHi := -1, -1
-	var winLoWhy, winHiWhy string
+	var winLoBy, winHiBy string
 	for _, r := range recs {
 		b := r.Bounds
 		if b == nil {
@@ -237,27 +242,33 @@ func bounds(st State, recs []Recommendation) (lo, hi int, loWhy, hiWhy string) {
 		}
 		if b.Window {
 			if b.Min >= 0 && b.Min > winLo {
-				winLo, winLoWhy = b.Min, fmt.Sprintf("schedule %s: min %d", r.Policy, b.Min)
+				winLo, winLoBy = b.Min, r.Policy
 			}
 			if b.Max >= 0 && (winHi < 0 || b.Max < winHi) {
-				winHi, winHiWhy = b.Max, fmt.Sprintf("schedule %s: max %d", r.Policy, b.Max)
+				winHi, winHiBy = b.Max, r.Policy
 			}
 			continue
 		}
 		if b.Min >= 0 && !b.Since.Before(loSince) {
-			lo, loSince, loWhy = b.Min, b.Since, fmt.Sprintf("schedule %s: min %d", r.Policy, b.Min)
+			lo, loSince, loBy = b.Min, b.Since, r.Policy
 		}
 		if b.Max >= 0 && !b.Since.Before(hiSince) {
-			hi, hiSince, hiWhy = b.Max, b.Since, fmt.Sprintf("schedule %s: max %d", r.Policy, b.Max)
+			hi, hiSince, hiBy = b.Max, b.Since, r.Policy
 		}
 	}
 	if winLo >= 0 {
-		lo, loWhy = winLo, winLoWhy
+		lo, loBy = winLo, winLoBy
 	}
 	if winHi >= 0 {
-		hi, hiWhy = winHi, winHiWhy
+		hi, hiBy = winHi, winHiBy
 	}
 	// Scheduled bounds stay within the configured ones.
 	lo, hi = clamp(lo, st.Min, st.Max), clamp(hi, st.Min, st.Max)
-	return lo, hi, loWhy, hiWhy
+	if loBy != "" {
+		loWhy = fmt.Sprintf("schedule %s: min %d", loBy, lo)
+	}
+	if hiBy != "" {
+		hiWhy = fmt.Sprintf("schedule %s: max %d", hiBy, hi)
+	}
+	return lo, hi, loWhy, hiWhy, loBy, hiBy
 }
