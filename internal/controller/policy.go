@@ -201,8 +201,8 @@ func (c *Controller) evaluatePolicies(ctx context.Context, cl *cluster) {
 	d := pr.scaler.Evaluate(st)
 	c.persistScheduled(ctx, cl, pr)
 	if d.To == d.From {
-		if d.Blocked != "" {
-			c.log.Debug("policies: change held back", "cluster", name, "why", d.Blocked)
+		if d.Blocked() != "" {
+			c.log.Debug("policies: change held back", "cluster", name, "why", d.Blocked())
 		}
 		return
 	}

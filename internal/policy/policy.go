@@ -87,8 +87,10 @@ type Recommendation struct {
 	// Sized reports whether Desired holds the size the policy wants.
 	Sized   bool
 	Desired int
-	// Reason says why, for people ("avg rps 140 > target 100 (±10%)").
-	Reason string
+	// Reason says why, for people ("avg rps 140 > target 100 (±10%)");
+	// Explain, when set, writes it only when it is needed (see Why).
+	Reason  string
+	Explain func() string
 	// Exact asks to set Desired as is, once (a scheduled desired size): it
 	// bypasses the vote, the cooldowns and the stabilization window.
 	Exact bool
@@ -110,9 +112,23 @@ type Policy interface {
 	Recommend(s State) (Recommendation, bool)
 }
 
-// want builds a sized recommendation.
+// Why says why the policy recommends it.
+func (r Recommendation) Why() string {
+	if r.Explain != nil {
+		return r.Explain()
+	}
+	return r.Reason
+}
+
+// want builds a sized recommendation; its reason is written only when read
+// (policies are evaluated every few seconds, their reasons rarely read).
 func want(policy string, n int, format string, args ...any) Recommendation {
-	return Recommendation{Policy: policy, Sized: true, Desired: n, Reason: fmt.Sprintf(format, args...)}
+	return Recommendation{Policy: policy, Sized: true, Desired: n, Explain: func() string { return fmt.Sprintf(format, args...) }}
+}
+
+// wantf builds a sized recommendation whose reason explain writes when read.
+func wantf(policy string, n int, explain func() string) Recommendation {
+	return Recommendation{Policy: policy, Sized: true, Desired: n, Explain: explain}
 }
 
 // pct formats a fraction as a percentage ("10%").

@@ -199,12 +199,15 @@ func (p *Predictive) Recommend(s State) (Recommendation, bool) {
 	if p.cfg.ForecastOnly {
 		return Recommendation{}, false
 	}
-	seasonal := ""
-	if shape != 1 {
-		seasonal = fmt.Sprintf(" × seasonal %s", num(shape))
-	}
-	return want(p.name, n, "forecast load %s in the next %s (level %s%s + %s × spread %s) at target %s per node",
-		num(load), lead.Round(time.Second), num(p.level), seasonal, num(p.z), num(sd), num(p.cfg.Target)), true
+	level := p.level
+	return wantf(p.name, n, func() string {
+		seasonal := ""
+		if shape != 1 {
+			seasonal = fmt.Sprintf(" × seasonal %s", num(shape))
+		}
+		return fmt.Sprintf("forecast load %s in the next %s (level %s%s + %s × spread %s) at target %s per node",
+			num(load), lead.Round(time.Second), num(level), seasonal, num(p.z), num(sd), num(p.cfg.Target))
+	}), true
 }
 
 // shape is the highest seasonal factor from now to now+lead: the seasonal

@@ -68,7 +68,7 @@ func TestPredictiveRecommend(t *testing.T) {
 		for i := range 10 {
 			r, _ = p.Recommend(total(t0.Add(time.Duration(i)*time.Minute), 6, 430))
 		}
-		if r.Desired != 5 || !strings.Contains(r.Reason, "forecast load 430 in the next 2m0s (level 430 + 1.28 × spread 0) at target 100 per node") {
+		if r.Desired != 5 || !strings.Contains(r.Why(), "forecast load 430 in the next 2m0s (level 430 + 1.28 × spread 0) at target 100 per node") {
 			t.Fatalf("%+v", r)
 		}
 	})
@@ -96,7 +96,7 @@ func TestPredictiveRecommend(t *testing.T) {
 		}
 		s := total(t0.Add(10*time.Minute), 4, 0)
 		s.Readings["rps"] = Reading{At: s.Now, Err: "timeout", Interval: time.Minute}
-		if r, ok := p.Recommend(s); !ok || r.Desired != 4 || !strings.Contains(r.Reason, "missing data never scales in") {
+		if r, ok := p.Recommend(s); !ok || r.Desired != 4 || !strings.Contains(r.Why(), "missing data never scales in") {
 			t.Fatalf("%+v %v", r, ok)
 		}
 	})
@@ -151,7 +151,7 @@ func TestPredictiveSeasonal(t *testing.T) {
 	if ro.Desired != 1 {
 		t.Fatalf("without history: %+v", ro)
 	}
-	if rw.Desired < 2 || with.Last.Shape <= 1 || !strings.Contains(rw.Reason, "× seasonal") {
+	if rw.Desired < 2 || with.Last.Shape <= 1 || !strings.Contains(rw.Why(), "× seasonal") {
 		t.Fatalf("with history: %+v (forecast %v)", rw, with.Last)
 	}
 	// The same rise a day without history of that weekday still counts

@@ -44,13 +44,21 @@ type Decision struct {
 	Cause string
 	// Policy names the policy behind the change ("" for a configured bound).
 	Policy string
-	// Blocked says why a change the policies want does not happen now
-	// (cooldown, warm-up, stabilization window).
-	Blocked string
+	// blocked says why a change the policies want does not happen now.
+	blocked func() string
 	// Min and Max are the bounds in effect (scheduled ones included).
 	Min, Max int
 	// Recommendations are every policy's answer.
 	Recommendations []Recommendation
+}
+
+// Blocked says why a change the policies want does not happen now
+// (cooldown, warm-up, stabilization window), or "".
+func (d Decision) Blocked() string {
+	if d.blocked == nil {
+		return ""
+	}
+	return d.blocked()
 }
 
 // Kind is "scale_out", "scale_in" or "" (no change): the activity kind.
@@ -120,7 +128,8 @@ func (s *Scaler) Evaluate(st State) Decision {
 			d.Recommendations = append(d.Recommendations, r)
 		}
 	}
-	lo, hi, loWhy, hiWhy, loBy, hiBy := bounds(st, d.Recommendations)
+	b := bounds(st, d.Recommendations)
+	lo, hi := b.lo, b.hi
 	d.Min, d.Max = lo, hi
 
 	// A scheduled desired size is a command, not a vote.
@@ -141,61 +150,75 @@ func (s *Scaler) Evaluate(st State) Decision {
 		d.To = clamp(exact.Desired, lo, hi)
 		s.record(now, d.To)
 		if d.To != cur {
-			d.Cause = fmt.Sprintf("schedule %s: %s → desired %d → %d", exact.Policy, exact.Reason, cur, d.To)
+			d.Cause = fmt.Sprintf("schedule %s: %s → desired %d → %d", exact.Policy, exact.Why(), cur, d.To)
 			d.Policy = exact.Policy
 		}
 		return d
 	}
 
 	wanted := cur
-	why := ""
 	if drv != nil {
 		wanted = drv.Desired
-		why = fmt.Sprintf("policy %s: %s", drv.Policy, drv.Reason)
-		d.Policy = drv.Policy
 	}
 	s.record(now, wanted)
-	target := wanted
+	target, held := wanted, -1
 	if wanted < cur {
-		if held, ago := s.windowMax(now); held > wanted {
-			if held >= cur {
-				d.Blocked = fmt.Sprintf("scale-in to %d held by the stabilization window: %d was recommended %s ago (window %s)",
-					wanted, held, ago.Round(time.Second), s.Settings.ScaleInStabilization)
+		if h, ago := s.windowMax(now); h > wanted {
+			if h >= cur {
+				d.blocked = func() string {
+					return fmt.Sprintf("scale-in to %d held by the stabilization window: %d was recommended %s ago (window %s)",
+						wanted, h, ago.Round(time.Second), s.Settings.ScaleInStabilization)
+				}
 				target = cur
 			} else {
-				target = held
-				why += fmt.Sprintf("; the %s stabilization window holds %d", s.Settings.ScaleInStabilization, held)
+				target, held = h, h
 			}
 		}
 	}
 	switch {
 	case target > cur:
 		if until := s.mem.LastScaleOut.Add(s.Settings.ScaleOutCooldown); !s.mem.LastScaleOut.IsZero() && now.Before(until) {
-			d.Blocked = fmt.Sprintf("scale-out to %d waits for the scale-out cooldown (%s left)", target, until.Sub(now).Round(time.Second))
+			t := target
+			d.blocked = func() string {
+				return fmt.Sprintf("scale-out to %d waits for the scale-out cooldown (%s left)", t, until.Sub(now).Round(time.Second))
+			}
 			target = cur
 		}
 	case target < cur:
 		last := s.mem.lastScale()
+		t := target
 		if until := last.Add(s.Settings.ScaleInCooldown); !last.IsZero() && now.Before(until) {
-			d.Blocked = fmt.Sprintf("scale-in to %d waits for the scale-in cooldown (%s left)", target, until.Sub(now).Round(time.Second))
+			d.blocked = func() string {
+				return fmt.Sprintf("scale-in to %d waits for the scale-in cooldown (%s left)", t, until.Sub(now).Round(time.Second))
+			}
 			target = cur
 		} else if n := st.Booting + st.Warming; n > 0 && s.Settings.Warmup > 0 {
-			d.Blocked = fmt.Sprintf("scale-in to %d waits: %d node(s) booting or warming up", target, n)
+			d.blocked = func() string { return fmt.Sprintf("scale-in to %d waits: %d node(s) booting or warming up", t, n) }
 			target = cur
 		}
 	}
 	d.To = clamp(target, lo, hi)
-	switch {
-	case d.To == cur:
+	if d.To == cur {
 		return d
+	}
+	// Only now is the cause written.
+	why := ""
+	if drv != nil {
+		why = fmt.Sprintf("policy %s: %s", drv.Policy, drv.Why())
+		d.Policy = drv.Policy
+	}
+	if held >= 0 {
+		why += fmt.Sprintf("; the %s stabilization window holds %d", s.Settings.ScaleInStabilization, held)
+	}
+	switch {
 	case d.To > target && d.To > cur:
-		why, d.Policy = loWhy, loBy // a min above the size
+		why, d.Policy = b.loWhy(), b.loBy // a min above the size
 	case d.To > target:
-		why += fmt.Sprintf(" (limited by %s)", loWhy)
+		why += fmt.Sprintf(" (limited by %s)", b.loWhy())
 	case d.To < target && d.To < cur:
-		why, d.Policy = hiWhy, hiBy // a max below the size
+		why, d.Policy = b.hiWhy(), b.hiBy // a max below the size
 	case d.To < target:
-		why += fmt.Sprintf(" (capped by %s)", hiWhy)
+		why += fmt.Sprintf(" (capped by %s)", b.hiWhy())
 	}
 	d.Cause = fmt.Sprintf("%s → desired %d → %d", why, cur, d.To)
 	return d
@@ -225,13 +248,32 @@ func (s *Scaler) windowMax(now time.Time) (int, time.Duration) {
 	return best, now.Sub(at)
 }
 
-// bounds returns the bounds in effect, what set each and the policy that did
-// ("" for a configured bound): the configured ones, replaced by the latest
-// firing of a scheduled policy without a window, and by the scheduled
+// effective are the bounds in effect and the scheduled policies that set
+// them ("" for a configured bound).
+type effective struct {
+	lo, hi     int
+	loBy, hiBy string
+}
+
+func (e effective) loWhy() string {
+	if e.loBy != "" {
+		return fmt.Sprintf("schedule %s: min %d", e.loBy, e.lo)
+	}
+	return fmt.Sprintf("min %d", e.lo)
+}
+
+func (e effective) hiWhy() string {
+	if e.hiBy != "" {
+		return fmt.Sprintf("schedule %s: max %d", e.hiBy, e.hi)
+	}
+	return fmt.Sprintf("max %d", e.hi)
+}
+
+// bounds returns the bounds in effect: the configured ones, replaced by the
+// latest firing of a scheduled policy without a window, and by the scheduled
 // windows in effect (the highest min and the lowest max).
-func bounds(st State, recs []Recommendation) (lo, hi int, loWhy, hiWhy, loBy, hiBy string) {
-	lo, hi = st.Min, st.Max
-	loWhy, hiWhy = fmt.Sprintf("min %d", lo), fmt.Sprintf("max %d", hi)
+func bounds(st State, recs []Recommendation) effective {
+	e := effective{lo: st.Min, hi: st.Max}
 	var loSince, hiSince time.Time
 	winLo, winHi := -1, -1
 	var winLoBy, winHiBy string
@@ -250,25 +292,19 @@ func bounds(st State, recs []Recommendation) (lo, hi int, loWhy, hiWhy, loBy, hi
 			continue
 		}
 		if b.Min >= 0 && !b.Since.Before(loSince) {
-			lo, loSince, loBy = b.Min, b.Since, r.Policy
+			e.lo, loSince, e.loBy = b.Min, b.Since, r.Policy
 		}
 		if b.Max >= 0 && !b.Since.Before(hiSince) {
-			hi, hiSince, hiBy = b.Max, b.Since, r.Policy
+			e.hi, hiSince, e.hiBy = b.Max, b.Since, r.Policy
 		}
 	}
 	if winLo >= 0 {
-		lo, loBy = winLo, winLoBy
+		e.lo, e.loBy = winLo, winLoBy
 	}
 	if winHi >= 0 {
-		hi, hiBy = winHi, winHiBy
+		e.hi, e.hiBy = winHi, winHiBy
 	}
 	// Scheduled bounds stay within the configured ones.
-	lo, hi = clamp(lo, st.Min, st.Max), clamp(hi, st.Min, st.Max)
-	if loBy != "" {
-		loWhy = fmt.Sprintf("schedule %s: min %d", loBy, lo)
-	}
-	if hiBy != "" {
-		hiWhy = fmt.Sprintf("schedule %s: max %d", hiBy, hi)
-	}
-	return lo, hi, loWhy, hiWhy, loBy, hiBy
+	e.lo, e.hi = clamp(e.lo, st.Min, st.Max), clamp(e.hi, st.Min, st.Max)
+	return e
 }

@@ -130,7 +130,7 @@ func TestScalerBlockedSays(t *testing.T) {
 	run(s, 4, []int{6}, nil)
 	s.Policies[0].(*fixed).rec = func(State) (Recommendation, bool) { return want("p", 3, "x"), true }
 	d := s.Evaluate(State{Now: t0.Add(time.Minute), Min: 1, Max: 20, Desired: 6, InService: 6})
-	if d.To != 6 || !strings.Contains(d.Blocked, "stabilization window: 6 was recommended 1m0s ago") {
+	if d.To != 6 || !strings.Contains(d.Blocked(), "stabilization window: 6 was recommended 1m0s ago") {
 		t.Fatalf("%+v", d)
 	}
 }
@@ -139,7 +139,7 @@ func TestScalerBlockedSays(t *testing.T) {
 func TestScalerMemory(t *testing.T) {
 	t.Parallel()
 	s := NewScaler(Settings{ScaleInCooldown: 10 * time.Minute}, []Policy{wants("p", 2)}, Memory{LastScaleOut: t0.Add(-5 * time.Minute), ScaleOuts: 3})
-	if d := s.Evaluate(State{Now: t0, Min: 1, Max: 20, Desired: 6, InService: 6}); d.To != 6 || !strings.Contains(d.Blocked, "scale-in cooldown (5m0s left)") {
+	if d := s.Evaluate(State{Now: t0, Min: 1, Max: 20, Desired: 6, InService: 6}); d.To != 6 || !strings.Contains(d.Blocked(), "scale-in cooldown (5m0s left)") {
 		t.Fatalf("%+v", d)
 	}
 	if d := s.Evaluate(State{Now: t0.Add(5 * time.Minute), Min: 1, Max: 20, Desired: 6, InService: 6}); d.To != 2 {

@@ -109,7 +109,7 @@ func TestScheduledDesired(t *testing.T) {
 		var fired []time.Time
 		for now := at(7, 0); now.Before(at(7, 0).Add(48 * time.Hour)); now = now.Add(time.Minute) {
 			if r, ok := p.Recommend(State{Now: now, Min: 1, Max: 20, Desired: 2}); ok {
-				if !r.Exact || !r.Sized || r.Desired != 6 || !strings.Contains(r.Reason, "desired 6 at "+now.Format("Mon")+" 08:00 UTC") {
+				if !r.Exact || !r.Sized || r.Desired != 6 || !strings.Contains(r.Why(), "desired 6 at "+now.Format("Mon")+" 08:00 UTC") {
 					t.Fatalf("%s: %+v", now, r)
 				}
 				fired = append(fired, now)

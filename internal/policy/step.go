@@ -72,32 +72,43 @@ func (p *Step) Recommend(s State) (Recommendation, bool) {
 		return Recommendation{}, false
 	}
 	base := s.InService
-	var n int
-	var how string
+	var n, delta int
 	switch p.cfg.Adjustment {
 	case config.AdjustExact:
-		n, how = step.Adjust, fmt.Sprintf("size %d", step.Adjust)
+		n = step.Adjust
 	case config.AdjustPercent:
-		delta := percentChange(base, step.Adjust, p.cfg.MinMagnitude)
-		n, how = base+delta, fmt.Sprintf("%+d%% of %d in service = %+d", step.Adjust, base, delta)
+		delta = percentChange(base, step.Adjust, p.cfg.MinMagnitude)
+		n = base + delta
 	default:
-		n, how = base+step.Adjust, fmt.Sprintf("%+d to %d in service", step.Adjust, base)
+		n = base + step.Adjust
 	}
 	n = max(n, 0)
 	if step.Adjust > 0 && p.cfg.Adjustment != config.AdjustExact && n < s.Desired {
 		// Nodes already launched cover this step.
 		n = s.Desired
 	}
-	op := ">"
-	if !above {
-		op = "<"
-	}
-	span := fmt.Sprintf("%s..", num(step.From))
-	if step.To != nil {
-		span += num(*step.To)
-	}
-	return want(p.name, n, "%s %s %s %s by %s for %s (step %s: %s)", describe(r.Aggregate, p.cfg.Counter), num(r.Value), op, num(th),
-		num(math.Abs(dist)), s.Now.Sub(p.streak).Round(time.Second), span, how), true
+	held, value := s.Now.Sub(p.streak), r.Value
+	return wantf(p.name, n, func() string {
+		var how string
+		switch p.cfg.Adjustment {
+		case config.AdjustExact:
+			how = fmt.Sprintf("size %d", step.Adjust)
+		case config.AdjustPercent:
+			how = fmt.Sprintf("%+d%% of %d in service = %+d", step.Adjust, base, delta)
+		default:
+			how = fmt.Sprintf("%+d to %d in service", step.Adjust, base)
+		}
+		op := ">"
+		if !above {
+			op = "<"
+		}
+		span := fmt.Sprintf("%s..", num(step.From))
+		if step.To != nil {
+			span += num(*step.To)
+		}
+		return fmt.Sprintf("%s %s %s %s by %s for %s (step %s: %s)", describe(r.Aggregate, p.cfg.Counter), num(value), op, num(th),
+			num(math.Abs(dist)), held.Round(time.Second), span, how)
+	}), true
 }
 
 // percentChange is pct % of base rounded as AWS does, at least minMag nodes.

@@ -70,8 +70,8 @@ func TestStepArithmetic(t *testing.T) {
 			if ok != tt.ok {
 				t.Fatalf("ok = %v, want %v (%+v)", ok, tt.ok, r)
 			}
-			if ok && (r.Desired != tt.want || !strings.Contains(r.Reason, tt.why)) {
-				t.Errorf("= %d %q, want %d %q", r.Desired, r.Reason, tt.want, tt.why)
+			if ok && (r.Desired != tt.want || !strings.Contains(r.Why(), tt.why)) {
+				t.Errorf("= %d %q, want %d %q", r.Desired, r.Why(), tt.want, tt.why)
 			}
 		})
 	}

@@ -45,47 +45,57 @@ func (p *TargetTracking) Name() string { return p.name }
 // Recommend implements Policy.
 func (p *TargetTracking) Recommend(s State) (Recommendation, bool) {
 	r := s.Readings[p.cfg.Counter]
-	what := describe(r.Aggregate, p.cfg.Counter)
-	hold := func(format string, args ...any) (Recommendation, bool) {
+	hold := func(explain func() string) (Recommendation, bool) {
 		if p.cfg.DisableScaleIn {
 			return Recommendation{}, false
 		}
-		return want(p.name, s.Desired, format, args...), true
+		return wantf(p.name, s.Desired, explain), true
 	}
 	if why := r.Missing(s.Now); why != "" {
-		return hold("no data from counter %s (%s): holding, missing data never scales in", p.cfg.Counter, why)
+		return hold(func() string {
+			return fmt.Sprintf("no data from counter %s (%s): holding, missing data never scales in", p.cfg.Counter, why)
+		})
 	}
 	load := r.Value
 	if p.per {
 		if s.Counted() <= 0 {
-			return hold("no node in service reports %s: holding", p.cfg.Counter)
+			return hold(func() string { return fmt.Sprintf("no node in service reports %s: holding", p.cfg.Counter) })
 		}
 		load = r.Value * float64(s.InService)
 	}
 	target := p.cfg.Target
 	n := max(ceilTol(load/target), 0)
-	band := fmt.Sprintf("target %s (±%s)", num(target), pct(p.tol))
+	// explain writes "avg rps 140 > target 100 (±10%)".
+	explain := func(op string) func() string {
+		return func() string {
+			what := describe(r.Aggregate, p.cfg.Counter)
+			band := fmt.Sprintf("target %s (±%s)", num(target), pct(p.tol))
+			if s.Desired <= 0 {
+				return fmt.Sprintf("%s %s with no node %s %s", what, num(r.Value), op, band)
+			}
+			shown := num(r.Value)
+			if !p.per || s.Desired != s.InService {
+				shown = fmt.Sprintf("%s (%s per node over %d)", num(r.Value), num(load/float64(s.Desired)), s.Desired)
+			}
+			return fmt.Sprintf("%s %s %s %s", what, shown, op, band)
+		}
+	}
 	if s.Desired <= 0 {
 		if n > 0 {
-			return want(p.name, n, "%s %s with no node > %s", what, num(r.Value), band), true
+			return wantf(p.name, n, explain(">")), true
 		}
-		return hold("%s %s with no node", what, num(r.Value))
+		return hold(explain("within"))
 	}
-	perNode := load / float64(s.Desired)
-	shown := num(r.Value)
-	if !p.per || s.Desired != s.InService {
-		shown = fmt.Sprintf("%s (%s per node over %d)", num(r.Value), num(perNode), s.Desired)
-	}
-	switch ratio := perNode / target; {
+	switch ratio := load / float64(s.Desired) / target; {
 	case ratio > 1+p.tol && n > s.Desired:
-		return want(p.name, n, "%s %s > %s", what, shown, band), true
+		return wantf(p.name, n, explain(">")), true
 	case ratio < 1-p.tol && n < s.Desired:
 		if p.cfg.DisableScaleIn {
 			return Recommendation{}, false
 		}
-		return want(p.name, n, "%s %s < %s", what, shown, band), true
+		return wantf(p.name, n, explain("<")), true
 	default:
-		return hold("%s %s within %s", what, shown, band)
+		return hold(explain("within"))
 	}
 }
 

@@ -92,8 +92,8 @@ func TestTargetTracking(t *testing.T) {
 			if !r.Sized || r.Desired != tt.want || r.Policy != "cpu-target" {
 				t.Errorf("recommendation = %+v, want %d", r, tt.want)
 			}
-			if !strings.Contains(r.Reason, tt.reason) {
-				t.Errorf("reason %q does not contain %q", r.Reason, tt.reason)
+			if !strings.Contains(r.Why(), tt.reason) {
+				t.Errorf("reason %q does not contain %q", r.Why(), tt.reason)
 			}
 		})
 	}

@@ -47,19 +47,17 @@ func (r *Report) vsOracle(res *Result) string {
 	return fmt.Sprintf("%+.1f%%", (res.NodeHours/r.Oracle.NodeHours-1)*100)
 }
 
-// WriteCSV writes the runs step by step: the demand, then each strategy's
-// nodes, capacity and whether the step was under-provisioned. The runs
-// must have kept their steps.
+// WriteCSV writes the runs step by step: the timestamp and the demand, then,
+// for each strategy (its name prefixes its columns), the nodes (booting ones
+// included), the nodes in service, the serving capacity and whether the step
+// was under-provisioned. The runs must have kept their steps.
 func (r *Report) WriteCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
 	head := []string{"timestamp", "demand_rps"}
 	all := append(append([]*Result{}, r.Results...), r.Oracle)
-	for i := range all {
-		p := fmt.Sprintf("s%d_", i+1)
+	for _, res := range all {
+		p := res.Name + ": "
 		head = append(head, p+"nodes", p+"in_service", p+"capacity_rps", p+"under")
-	}
-	if err := cw.Write([]string{"# " + strings.Join(names(all), " | ")}); err != nil {
-		return err
 	}
 	if err := cw.Write(head); err != nil {
 		return err
@@ -84,14 +82,6 @@ func (r *Report) WriteCSV(w io.Writer) error {
 	}
 	cw.Flush()
 	return cw.Error()
-}
-
-func names(rs []*Result) []string {
-	out := make([]string, len(rs))
-	for i, r := range rs {
-		out[i] = fmt.Sprintf("s%d = %s", i+1, r.Name)
-	}
-	return out
 }
 
 // chart is one SVG plot.

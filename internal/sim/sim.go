@@ -130,7 +130,7 @@ func Run(trace *Trace, s Strategy, m Model, feed Feed, opts Options) (*Result, e
 	if interval == 0 {
 		interval = step
 	}
-	rng := rand.New(rand.NewPCG(m.Seed, 0x5eed))
+	rng := rand.New(rand.NewPCG(m.Seed, 0x5eed)) //nolint:gosec // simulated measurement noise, seeded to be reproducible
 	warmup := sc.Settings.Warmup
 	res := &Result{Name: s.Name}
 	if opts.KeepSteps {

@@ -135,6 +135,10 @@ func Read(r io.Reader, opts ReadOptions) (*Trace, error) {
 			if err != nil {
 				return nil, fmt.Errorf("line %d: %w", n, err)
 			}
+			if len(rows) > 0 && !at.After(rows[len(rows)-1].at) {
+				return nil, fmt.Errorf("line %d: timestamp %s is not after the previous one (%s)", n,
+					at.Format(time.RFC3339), rows[len(rows)-1].at.Format(time.RFC3339))
+			}
 			rw.at = at
 		} else {
 			rw.at = opts.Start.Add(time.Duration(len(rows)) * opts.Step)
@@ -149,11 +153,7 @@ func Read(r io.Reader, opts ReadOptions) (*Trace, error) {
 	}
 	step := opts.Step
 	if columns == 2 {
-		s, err := inferStep(rows)
-		if err != nil {
-			return nil, err
-		}
-		step = s
+		step = inferStep(rows)
 	}
 	t := &Trace{Step: step, Points: make([]Point, 0, len(rows))}
 	for i, rw := range rows {
@@ -166,9 +166,6 @@ func Read(r io.Reader, opts ReadOptions) (*Trace, error) {
 			prev := rows[i-1].at
 			gap := rw.at.Sub(prev)
 			switch {
-			case gap <= 0:
-				return nil, fmt.Errorf("line %d: timestamp %s is not after the previous one (%s)", rw.line,
-					rw.at.Format(time.RFC3339), prev.Format(time.RFC3339))
 			case gap-step > opts.MaxGap:
 				p.Jump = true
 				t.Gaps++
@@ -210,19 +207,17 @@ func parseTime(s string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("timestamp %q is neither RFC 3339 (2006-01-02T15:04:05Z) nor unix seconds", s)
 }
 
-// inferStep returns the most common interval between timestamps.
-func inferStep(rows []row) (time.Duration, error) {
+// inferStep returns the most common interval between timestamps (which
+// increase).
+func inferStep(rows []row) time.Duration {
 	if len(rows) < 2 {
-		return time.Minute, nil
+		return time.Minute
 	}
 	count := map[time.Duration]int{}
 	for i := 1; i < len(rows); i++ {
 		if d := rows[i].at.Sub(rows[i-1].at); d > 0 {
 			count[d]++
 		}
-	}
-	if len(count) == 0 {
-		return 0, fmt.Errorf("line %d: timestamps do not increase", rows[1].line)
 	}
 	steps := make([]time.Duration, 0, len(count))
 	for d := range count {
@@ -234,7 +229,7 @@ func inferStep(rows []row) (time.Duration, error) {
 		}
 		return steps[i] < steps[j]
 	})
-	return steps[0], nil
+	return steps[0]
 }
 
 // Peak returns the highest demand of the trace.

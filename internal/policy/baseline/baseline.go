@@ -127,7 +127,7 @@ func (h *HPA) Recommend(s policy.State) (policy.Recommendation, bool) {
 		ratio = newRatio
 	}
 	if math.Abs(ratio-1) <= HPATolerance {
-		hold.Reason = fmt.Sprintf("ratio %s within tolerance", fnum(ratio))
+		hold.Explain = func() string { return fmt.Sprintf("ratio %s within tolerance", fnum(ratio)) }
 		return hold, true
 	}
 	n := int(math.Ceil(ratio*float64(cur) - 1e-9))
@@ -135,7 +135,7 @@ func (h *HPA) Recommend(s policy.State) (policy.Recommendation, bool) {
 		n = limit
 	}
 	return policy.Recommendation{Policy: h.name, Sized: true, Desired: max(n, 0),
-		Reason: fmt.Sprintf("ratio %s × %d replicas", fnum(ratio), cur)}, true
+		Explain: func() string { return fmt.Sprintf("ratio %s × %d replicas", fnum(ratio), cur) }}, true
 }
 
 // AWS is AWS EC2 Auto Scaling target tracking with its managed alarms, on
