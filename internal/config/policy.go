@@ -323,7 +323,7 @@ func (v *validator) policy(p string, i int, cl *Cluster, pol *Policy, counters, 
 		v.scheduled(p, what, c, cl)
 	case *Predictive:
 		pol.Predictive = c
-		v.predictive(p, c, cl, counters)
+		v.predictive(p, what, c, cl, counters)
 	}
 }
 
@@ -393,20 +393,20 @@ func (v *validator) stepScaling(p, what string, c *StepScaling, counters map[str
 	for i, s := range c.Steps {
 		sp := fmt.Sprintf("%s.steps[%d]", p, i)
 		if s == nil {
-			v.at(sp, "empty step")
+			v.at(sp, "%s: step %d is empty", what, i+1)
 			continue
 		}
 		if s.From < 0 {
-			v.at(sp+".from", "step %d: from is %g: distances past the threshold start at 0", i+1, s.From)
+			v.at(sp+".from", "%s: step %d: from is %g: distances past the threshold start at 0", what, i+1, s.From)
 		}
 		if s.To != nil && *s.To <= s.From {
-			v.at(sp+".to", "step %d: to (%g) must be above from (%g)", i+1, *s.To, s.From)
+			v.at(sp+".to", "%s: step %d: to (%g) must be above from (%g)", what, i+1, *s.To, s.From)
 		}
 		switch {
 		case c.Adjustment == AdjustExact && s.Adjust < 0:
-			v.at(sp+".adjust", "step %d: adjust is %d: an exact size cannot be negative", i+1, s.Adjust)
+			v.at(sp+".adjust", "%s: step %d: adjust is %d: an exact size cannot be negative", what, i+1, s.Adjust)
 		case c.Adjustment != AdjustExact && s.Adjust == 0:
-			v.at(sp, "step %d has no adjust: (the nodes to add, or remove when negative)", i+1)
+			v.at(sp, "%s: step %d has no adjust: (the nodes to add, or remove when negative)", what, i+1)
 		}
 		if i == 0 {
 			continue
@@ -417,9 +417,9 @@ func (v *validator) stepScaling(p, what string, c *StepScaling, counters map[str
 		}
 		switch {
 		case prev.To == nil:
-			v.at(sp, "step %d comes after step %d, which has no upper bound (to:): only the last step can be open", i+1, i)
+			v.at(sp, "%s: step %d comes after step %d, which has no upper bound (to:): only the last step can be open", what, i+1, i)
 		case s.From < *prev.To:
-			v.at(sp+".from", "step %d starts at %g, inside step %d (%g..%g): steps must be in order and must not overlap", i+1, s.From, i, prev.From, *prev.To)
+			v.at(sp+".from", "%s: step %d starts at %g, inside step %d (%g..%g): steps must be in order and must not overlap", what, i+1, s.From, i, prev.From, *prev.To)
 		}
 	}
 }
@@ -468,8 +468,7 @@ func (v *validator) scheduled(p, what string, c *Scheduled, cl *Cluster) {
 	}
 }
 
-func (v *validator) predictive(p string, c *Predictive, cl *Cluster, counters map[string]bool) {
-	what := "predictive policy"
+func (v *validator) predictive(p, what string, c *Predictive, cl *Cluster, counters map[string]bool) {
 	v.policyCounter(p, what, c.Counter, counters)
 	if c.Target < 0 || math.IsNaN(c.Target) {
 		v.at(p+".target", "%s: target must be a number above 0", what)
