@@ -33,6 +33,7 @@ func (c *Controller) collectOnce(ctx context.Context, cl *cluster, k *config.Cou
 	src := cl.sources[k.Name]
 	var nodeSamples []store.Sample
 	var agg store.Sample
+	serving := 0
 	if k.Scope == counter.ScopeCluster {
 		agg = c.read(ctx, cl, k, src, counter.Target{Cluster: cl.cfg.Name, Vars: nodeVars(cl, store.Node{})}, now)
 		agg.Reporting = 0
@@ -47,6 +48,7 @@ func (c *Controller) collectOnce(ctx context.Context, cl *cluster, k *config.Cou
 			}
 			return
 		}
+		serving = servingCount(nodes)
 		var mu sync.Mutex
 		var wg sync.WaitGroup
 		for _, n := range nodes {
@@ -74,7 +76,7 @@ func (c *Controller) collectOnce(ctx context.Context, cl *cluster, k *config.Cou
 	c.metrics.observeSample(agg)
 
 	cl.latestMu.Lock()
-	cl.latest[k.Name] = CounterReading{Aggregate: agg, Nodes: nodeSamples}
+	cl.latest[k.Name] = CounterReading{Aggregate: agg, Nodes: nodeSamples, serving: serving}
 	var due []*config.Trigger
 	causes := map[string]string{}
 	for _, t := range cl.cfg.Triggers {

@@ -90,6 +90,8 @@ type cluster struct {
 type CounterReading struct {
 	Aggregate store.Sample   `json:"aggregate"`
 	Nodes     []store.Sample `json:"nodes,omitempty"`
+	// serving counts the nodes in service when it was read (0: a cluster counter).
+	serving int
 }
 
 // New builds the runtime of every configured cluster: providers, balancers

@@ -126,6 +126,18 @@ func (c *Controller) warming(cl *cluster, n store.Node, now time.Time) bool {
 	return cl.pol != nil && cl.pol.warmup > 0 && !n.InServiceAt.IsZero() && now.Sub(n.InServiceAt) < cl.pol.warmup
 }
 
+// servingCount counts the nodes that take traffic: in service (the caller
+// lists those) and not in maintenance.
+func servingCount(nodes []store.Node) int {
+	n := 0
+	for _, nd := range nodes {
+		if nd.State == store.NodeInService && !nd.Maintenance {
+			n++
+		}
+	}
+	return n
+}
+
 // policyLoop evaluates the cluster's policies on a ticker, for scheduled
 // policies and for decisions a cooldown held back; evaluations also follow
 // every counter reading (collectOnce).
@@ -194,7 +206,7 @@ func (c *Controller) evaluatePolicies(ctx context.Context, cl *cluster) {
 			agg = ""
 		}
 		st.Readings[k.Name] = policy.Reading{Value: r.Aggregate.Value, At: r.Aggregate.At, Err: r.Aggregate.Err,
-			Interval: k.Interval.D(), Aggregate: agg}
+			Interval: k.Interval.D(), Aggregate: agg, Nodes: r.serving}
 	}
 	cl.latestMu.RUnlock()
 

@@ -34,6 +34,17 @@ type Reading struct {
 	// Aggregate names how node readings were combined (avg, sum, …; "" for a
 	// cluster counter), for reasons.
 	Aggregate string
+	// Nodes is how many nodes were in service when it was read (0: unknown,
+	// take the state's): a per-node aggregate times Nodes is the load.
+	Nodes int
+}
+
+// Serving is how many nodes served when r was read: r.Nodes, else s.InService.
+func (r Reading) Serving(s State) int {
+	if r.Nodes > 0 {
+		return r.Nodes
+	}
+	return s.InService
 }
 
 // Missing reports why the reading cannot be used at now ("" if it can):
@@ -91,6 +102,10 @@ type Recommendation struct {
 	// Explain, when set, writes it only when it is needed (see Why).
 	Reason  string
 	Explain func() string
+	// Hold marks a recommendation of the current size for lack of data:
+	// it blocks a scale-in now, but the stabilization window does not keep
+	// it (once data is back, the window holds only what the data said).
+	Hold bool
 	// Exact asks to set Desired as is, once (a scheduled desired size): it
 	// bypasses the vote, the cooldowns and the stabilization window.
 	Exact bool
@@ -124,6 +139,11 @@ func (r Recommendation) Why() string {
 // (policies are evaluated every few seconds, their reasons rarely read).
 func want(policy string, n int, format string, args ...any) Recommendation {
 	return Recommendation{Policy: policy, Sized: true, Desired: n, Explain: func() string { return fmt.Sprintf(format, args...) }}
+}
+
+// holding builds the recommendation of a policy without data: the current size.
+func holding(policy string, s State, explain func() string) Recommendation {
+	return Recommendation{Policy: policy, Sized: true, Desired: s.Desired, Hold: true, Explain: explain}
 }
 
 // wantf builds a sized recommendation whose reason explain writes when read.

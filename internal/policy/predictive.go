@@ -174,7 +174,7 @@ func (p *Predictive) Recommend(s State) (Recommendation, bool) {
 	case !p.per:
 		p.Observe(r.At, r.Value)
 	case s.Counted() > 0:
-		p.Observe(r.At, r.Value*float64(s.InService))
+		p.Observe(r.At, r.Value*float64(r.Serving(s)))
 	default:
 		missing = "no node in service reports it"
 	}
@@ -182,7 +182,9 @@ func (p *Predictive) Recommend(s State) (Recommendation, bool) {
 		if p.cfg.ForecastOnly || p.readings == 0 {
 			return Recommendation{}, false
 		}
-		return want(p.name, s.Desired, "no data from counter %s (%s): holding, missing data never scales in", p.cfg.Counter, missing), true
+		return holding(p.name, s, func() string {
+			return fmt.Sprintf("no data from counter %s (%s): holding, missing data never scales in", p.cfg.Counter, missing)
+		}), true
 	}
 	if p.readings < ForecastMinReadings {
 		return Recommendation{}, false

@@ -142,7 +142,7 @@ func (s *Scaler) Evaluate(st State) Decision {
 			if exact == nil || r.Desired > exact.Desired {
 				exact = r
 			}
-		case drv == nil || r.Desired > drv.Desired:
+		case drv == nil || r.Desired > drv.Desired || r.Desired == drv.Desired && drv.Hold:
 			drv = r
 		}
 	}
@@ -160,9 +160,11 @@ func (s *Scaler) Evaluate(st State) Decision {
 	if drv != nil {
 		wanted = drv.Desired
 	}
-	s.record(now, wanted)
+	if drv == nil || !drv.Hold {
+		s.record(now, wanted)
+	}
 	target, held := wanted, -1
-	if wanted < cur {
+	if wanted < cur && s.Settings.ScaleInStabilization > 0 {
 		if h, ago := s.windowMax(now); h > wanted {
 			if h >= cur {
 				d.blocked = func() string {

@@ -42,7 +42,9 @@ func (p *Step) Recommend(s State) (Recommendation, bool) {
 	r := s.Readings[p.cfg.Counter]
 	if why := r.Missing(s.Now); why != "" {
 		p.streak = time.Time{}
-		return want(p.name, s.Desired, "no data from counter %s (%s): holding, missing data never scales in", p.cfg.Counter, why), true
+		return holding(p.name, s, func() string {
+			return fmt.Sprintf("no data from counter %s (%s): holding, missing data never scales in", p.cfg.Counter, why)
+		}), true
 	}
 	th, above := p.cfg.Threshold()
 	dist := r.Value - th

@@ -52,16 +52,22 @@ func (p *TargetTracking) Recommend(s State) (Recommendation, bool) {
 		return wantf(p.name, s.Desired, explain), true
 	}
 	if why := r.Missing(s.Now); why != "" {
-		return hold(func() string {
+		if p.cfg.DisableScaleIn {
+			return Recommendation{}, false
+		}
+		return holding(p.name, s, func() string {
 			return fmt.Sprintf("no data from counter %s (%s): holding, missing data never scales in", p.cfg.Counter, why)
-		})
+		}), true
 	}
 	load := r.Value
 	if p.per {
 		if s.Counted() <= 0 {
-			return hold(func() string { return fmt.Sprintf("no node in service reports %s: holding", p.cfg.Counter) })
+			if p.cfg.DisableScaleIn {
+				return Recommendation{}, false
+			}
+			return holding(p.name, s, func() string { return fmt.Sprintf("no node in service reports %s: holding", p.cfg.Counter) }), true
 		}
-		load = r.Value * float64(s.InService)
+		load = r.Value * float64(r.Serving(s))
 	}
 	target := p.cfg.Target
 	n := max(ceilTol(load/target), 0)

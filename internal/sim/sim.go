@@ -170,7 +170,7 @@ func Run(trace *Trace, s Strategy, m Model, feed Feed, opts Options) (*Result, e
 
 		// The end of the step: the policies read and decide.
 		now := t.Add(step)
-		r := policy.Reading{At: now, Interval: interval, Aggregate: feed.Aggregate}
+		r := policy.Reading{At: now, Interval: interval, Aggregate: feed.Aggregate, Nodes: inService}
 		switch {
 		case p.Missing:
 			r.Err = "no data in the trace"

@@ -41,7 +41,7 @@ func (t Target) load(s policy.State, r policy.Reading) (float64, bool) {
 	if s.Counted() <= 0 {
 		return 0, false
 	}
-	return r.Value * float64(s.InService), true
+	return r.Value * float64(r.Serving(s)), true
 }
 
 // HPA defaults (kube-controller-manager flags and the default behavior).
