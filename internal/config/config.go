@@ -84,6 +84,19 @@ type Cluster struct {
 	BootTimeout plugin.Duration `yaml:"boot_timeout"`
 	Counters    []*Counter      `yaml:"counters"`
 	Triggers    []*Trigger      `yaml:"triggers"`
+	// Policies are the scaling policies (target tracking, step, scheduled,
+	// predictive), combined as "out if any, in only if all".
+	Policies []*Policy `yaml:"policies"`
+	// ScaleOutCooldown is the least time between two policy scale-outs;
+	// ScaleInCooldown the least time from any scaling to a policy scale-in.
+	ScaleOutCooldown *plugin.Duration `yaml:"scale_out_cooldown"`
+	ScaleInCooldown  *plugin.Duration `yaml:"scale_in_cooldown"`
+	// Warmup is how long a node just in service stays out of the aggregates,
+	// blocking policy scale-in.
+	Warmup *plugin.Duration `yaml:"warmup"`
+	// ScaleInStabilization is the window whose highest recommendation a
+	// policy scale-in may not go below.
+	ScaleInStabilization *plugin.Duration `yaml:"scale_in_stabilization"`
 
 	// ProviderConfig and BalancerConfig are the decoded plugin configs
 	// (BalancerConfig is nil without a load balancer).

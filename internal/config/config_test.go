@@ -64,7 +64,7 @@ func TestBadFiles(t *testing.T) {
 		{"unknown_keys.bad.yaml", []string{
 			`unknown_keys.bad.yaml:4: unknown key "lisen"; valid keys here: api_tokens, data_dir, database, listen, log_level, sample_retention, tick`,
 			`unknown_keys.bad.yaml:5: unknown key "sever"; valid keys here: clusters, server`,
-			`unknown_keys.bad.yaml:10: unknown key "minimum"; valid keys here: boot_timeout, counters, desired, health_check, load_balancer, max, min, name, provider, triggers, vars`,
+			`unknown_keys.bad.yaml:10: unknown key "minimum"; valid keys here: boot_timeout, counters, desired, health_check, load_balancer, max, min, name, policies, provider, scale_in_cooldown, scale_in_stabilization, scale_out_cooldown, triggers, vars, warmup`,
 			// A plugin's keys list the section's common keys too.
 			`unknown_keys.bad.yaml:14: unknown key "comand"; valid keys here: command, dir, env, host, stop_timeout, type`,
 			`unknown_keys.bad.yaml:18: unknown key "listen_port"; valid keys here: drain_timeout, health_interval, health_timeout, listen, type, unhealthy_threshold`,
@@ -206,6 +206,31 @@ func TestBadFiles(t *testing.T) {
 			`plugin_values.bad.yaml:24: count is -2: it must be positive`,
 			`plugin_values.bad.yaml:25: set exactly one of command: (a list) or shell: (a line for sh -c)`,
 		}},
+		{"policies.bad.yaml", []string{
+			`policies.bad.yaml:7: scale_in_cooldown: "5" is not a duration`,
+			`policies.bad.yaml:9: policy without a name: add name:`,
+			`policies.bad.yaml:14: policy "t1": unknown counter "rpm": define it under counters: (known: rps)`,
+			`policies.bad.yaml:15: policy "t1": target must be a number above 0`,
+			`policies.bad.yaml:16: policy "t1": tolerance 1.5 is not a fraction in [0, 1)`,
+			`policies.bad.yaml:17: policy "t1" is defined twice in this cluster`,
+			`policies.bad.yaml:18: unknown policy type "thermostat"; known types: predictive, scheduled, step, target_tracking`,
+			`policies.bad.yaml:23: policy "s1" sets both above: and below:; use two step policies`,
+			`policies.bad.yaml:24: policy "s1": adjustment "relative" is not one of change, exact, percent`,
+			`policies.bad.yaml:25: policy "s1": min_magnitude applies only to adjustment: percent`,
+			`policies.bad.yaml:28: policy "s1": step 2 has no adjust:`,
+			`policies.bad.yaml:28: policy "s1": step 2 starts at 10, inside step 1 (0..20): steps must be in order and must not overlap`,
+			`policies.bad.yaml:35: policy "s2": step 2 comes after step 1, which has no upper bound (to:)`,
+			`policies.bad.yaml:38: policy "c1": schedule "0 25 * * *" is not a cron expression`,
+			`policies.bad.yaml:39: policy "c1": unknown time zone "Mars/Olympus"`,
+			`policies.bad.yaml:40: policy "c1": min (12) is outside the cluster's min..max (0..10)`,
+			`policies.bad.yaml:41: policy "c2" sets nothing: add min:, max: or desired:`,
+			`policies.bad.yaml:43: policy "c2": schedule "@every 1h" has no fixed times`,
+			`policies.bad.yaml:47: policy "p1": confidence 1.2 is not in [0.5, 1)`,
+			// A policy's keys list its common keys too.
+			`policies.bad.yaml:52: unknown key "horizon"; valid keys here: confidence, counter, forecast_only, history_days, lead, name, per_node, target, type`,
+			`policies.bad.yaml:53: policy name "Bad Name" must be lowercase letters, digits, dashes or underscores`,
+			`policies.bad.yaml:57: policy "Bad Name": duration applies to min: and max:; desired: is set once at each firing`,
+		}},
 		{"many_problems.bad.yaml", []string{
 			`many_problems.bad.yaml:3: server.log_level "chatty" is not one of debug, info, warn, error`,
 			`many_problems.bad.yaml:4: tick: "often" is not a duration`,
@@ -340,6 +365,15 @@ func TestParseProblemTypes(t *testing.T) {
 		{"block list as scalar", "clusters:\n  - name: web\n    max:\n      - 1\n    provider: {type: process, command: [sleep, \"1\"]}\n",
 			[]string{"f.yaml:4: max: expected a whole number, got a list"}},
 		{"uint and string fine", cluster + "    vars: {n: 3, b: true}\n", nil},
+		{"null policy", cluster + "    policies: [~]\n", []string{"f.yaml:5: empty policy"}},
+		{"policy not a mapping", cluster + "    policies: [thermostat]\n",
+			[]string{`f.yaml:5: policies[0]: expected a mapping with type: and the plugin's own keys, got "thermostat"`}},
+		{"policy without type", cluster + "    policies: [{name: p}]\n",
+			[]string{`f.yaml:5: policy "p" has no type: add type: with one of predictive, scheduled, step, target_tracking`}},
+		{"policy keys of the wrong type", cluster + "    counters: [{name: c, type: exec, shell: x}]\n    policies: [{name: p, type: target_tracking, counter: c, target: high}]\n",
+			[]string{`f.yaml:6: target: expected a number, got "high"`}},
+		{"null step", cluster + "    counters: [{name: c, type: exec, shell: x}]\n    policies: [{name: p, type: step, counter: c, above: 1, steps: [~]}]\n",
+			[]string{`f.yaml:6: policy "p": step 1 is empty`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -539,6 +573,83 @@ func TestFullExample(t *testing.T) {
 	worker := cfg.Clusters[1]
 	if worker.HealthCheck.Type != "none" || worker.LoadBalancer != nil || worker.BalancerConfig != nil || worker.Desired != nil || worker.DesiredOrMin() != 0 {
 		t.Errorf("worker = %+v", worker)
+	}
+}
+
+// TestPolicies checks that every key of policies.good.yaml reaches its field,
+// and the defaults of what it leaves out.
+func TestPolicies(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.Load("testdata/policies.good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := cfg.Clusters[0]
+	want := config.ClusterPolicies{ScaleOutCooldown: 30 * time.Second, ScaleInCooldown: 2 * time.Minute, Warmup: time.Minute,
+		ScaleInStabilization: 10 * time.Minute}
+	if got := web.PolicySettings(); got != want {
+		t.Errorf("settings %+v, want %+v", got, want)
+	}
+	if len(web.Policies) != 7 || !web.HasPolicies() {
+		t.Fatalf("%d policies", len(web.Policies))
+	}
+	tt := web.Policy("rps-target").TargetTracking
+	if tt == nil || tt.Counter != "rps" || tt.Target != 100 || *tt.Tolerance != 0.05 || !*tt.PerNode || tt.DisableScaleIn {
+		t.Errorf("target_tracking %+v", tt)
+	}
+	st := web.Policy("queue-steps").Step
+	if st == nil || *st.Above != 100 || st.For.D() != time.Minute || st.Adjustment != config.AdjustPercent || st.MinMagnitude != 2 ||
+		len(st.Steps) != 2 || *st.Steps[0].To != 200 || st.Steps[1].To != nil || st.Steps[1].Adjust != 50 {
+		t.Errorf("step %+v", st)
+	}
+	if th, above := st.Threshold(); th != 100 || !above {
+		t.Errorf("Threshold() = %g %v", th, above)
+	}
+	idle := web.Policy("idle").Step
+	if th, above := idle.Threshold(); th != 1 || above || idle.Adjustment != config.AdjustChange || idle.Steps[0].Adjust != -1 {
+		t.Errorf("idle %+v", idle)
+	}
+	sc := web.Policy("office-hours").Scheduled
+	if sc == nil || sc.Cron == nil || sc.Location.String() != "Europe/Paris" || sc.Duration.D() != 10*time.Hour || *sc.Min != 6 || *sc.Max != 20 || sc.Desired != nil {
+		t.Errorf("scheduled %+v", sc)
+	}
+	next := sc.Cron.Next(time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)) // a Saturday
+	if want := time.Date(2026, 11, 23, 7, 0, 0, 0, time.UTC); !next.Equal(want) {
+		t.Errorf("next firing %s, want %s (08:00 in Paris)", next.UTC(), want)
+	}
+	if m := web.Policy("morning").Scheduled; m.Location != time.UTC || *m.Desired != 4 {
+		t.Errorf("morning %+v", m)
+	}
+	pr := web.Policy("forecast").Predictive
+	if pr == nil || pr.Target != 90 || !*pr.PerNode || pr.Confidence != 0.95 || pr.HistoryDays != 7 || pr.Lead.D() != 5*time.Minute || !pr.ForecastOnly {
+		t.Errorf("predictive %+v", pr)
+	}
+	// Borrowed from rps-target; defaults.
+	b := web.Policy("forecast-borrowed").Predictive
+	if b.Target != 100 || !*b.PerNode || b.Confidence != config.DefaultConfidence || b.HistoryDays != config.DefaultHistoryDays || b.Lead != 0 {
+		t.Errorf("predictive defaults %+v", b)
+	}
+	for _, name := range []string{"rps-target", "queue-steps", "forecast"} {
+		if p := web.Policy(name); p.Counter() == "" {
+			t.Errorf("%s reads no counter", name)
+		}
+	}
+	if web.Policy("office-hours").Counter() != "" || web.Policy("nope") != nil {
+		t.Error("Counter() or Policy() wrong")
+	}
+	// A cluster without settings gets the defaults; a counter summed over
+	// nodes is a total.
+	def, err := config.Parse("d.yaml", []byte("clusters:\n  - name: w\n    max: 3\n    provider: {type: process, command: [x]}\n"+
+		"    counters: [{name: q, type: exec, shell: x, scope: node, aggregate: sum}]\n    policies: [{name: p, type: target_tracking, counter: q, target: 5}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := def.Clusters[0]
+	if got := d.PolicySettings(); got != (config.ClusterPolicies{ScaleInCooldown: config.DefaultScaleInCooldown, ScaleInStabilization: config.DefaultScaleInStabilization}) {
+		t.Errorf("default settings %+v", got)
+	}
+	if p := d.Policies[0].TargetTracking; *p.PerNode || *p.Tolerance != config.DefaultTolerance {
+		t.Errorf("a summed counter is per node, or tolerance not defaulted: %+v", p)
 	}
 }
 

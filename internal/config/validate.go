@@ -248,6 +248,7 @@ func (v *validator) cluster(p string, cl *Cluster, names map[string]int, listens
 	for i, t := range cl.Triggers {
 		v.trigger(fmt.Sprintf("%s.triggers[%d]", p, i), i, t, counters, triggers)
 	}
+	v.policies(p, cl, counters)
 }
 
 // itemError names the list item at path ("counters[0]: …") in err, the

@@ -44,6 +44,8 @@ func (c *Controller) collectOnce(ctx context.Context, cl *cluster, k *config.Cou
 	// The nodes a node-scoped counter reads; their number is the target's
 	// InService (for "per node" values).
 	nodes = slices.DeleteFunc(nodes, func(n store.Node) bool { return n.Maintenance })
+	// serving counts the nodes behind a node-scoped reading (0 for a cluster counter).
+	serving := 0
 	if k.Scope == counter.ScopeCluster {
 		agg = c.read(ctx, cl, k, src, counter.Target{Cluster: cl.cfg.Name, Vars: nodeVars(cl, store.Node{}), InService: len(nodes)}, now)
 		agg.Reporting = 0
@@ -51,9 +53,13 @@ func (c *Controller) collectOnce(ctx context.Context, cl *cluster, k *config.Cou
 			agg.Reporting = 1
 		}
 	} else {
+		serving = servingCount(nodes)
 		var mu sync.Mutex
 		var wg sync.WaitGroup
 		for _, n := range nodes {
+			if c.warming(cl, n, now) {
+				continue
+			}
 			wg.Go(func() {
 				s := c.read(ctx, cl, k, src, counter.Target{Cluster: cl.cfg.Name, NodeID: n.ID, Address: n.Address,
 					Vars: nodeVars(cl, n), InService: len(nodes)}, now)
@@ -76,7 +82,7 @@ func (c *Controller) collectOnce(ctx context.Context, cl *cluster, k *config.Cou
 	c.metrics.observeSample(agg)
 
 	cl.latestMu.Lock()
-	cl.latest[k.Name] = CounterReading{Aggregate: agg, Nodes: nodeSamples}
+	cl.latest[k.Name] = CounterReading{Aggregate: agg, Nodes: nodeSamples, serving: serving}
 	var due []*config.Trigger
 	causes := map[string]string{}
 	for _, t := range cl.cfg.Triggers {
@@ -91,6 +97,7 @@ func (c *Controller) collectOnce(ctx context.Context, cl *cluster, k *config.Cou
 	for _, t := range due {
 		c.autoFire(ctx, cl, t, causes[t.Name], now)
 	}
+	c.evaluatePolicies(ctx, cl)
 }
 
 func (c *Controller) read(ctx context.Context, cl *cluster, k *config.Counter, src counter.Source, target counter.Target, now time.Time) store.Sample {

@@ -71,6 +71,7 @@ type cluster struct {
 	sources  map[string]counter.Source
 	triggers map[string]*policy.Threshold
 	health   *healthChecker
+	pol      *policies // nil without policies
 
 	// mu serialises this server's changes to the cluster's size.
 	mu sync.Mutex
@@ -89,6 +90,8 @@ type cluster struct {
 type CounterReading struct {
 	Aggregate store.Sample   `json:"aggregate"`
 	Nodes     []store.Sample `json:"nodes,omitempty"`
+	// serving counts the nodes in service when it was read (0: a cluster counter).
+	serving int
 }
 
 // New builds the runtime of every configured cluster: providers, balancers
@@ -158,6 +161,9 @@ func (c *Controller) buildCluster(ctx context.Context, cc *config.Cluster) (*clu
 		cl.triggers[t.Name] = policy.NewThreshold(cc.Name, t, aggs, st)
 	}
 	cl.health = newHealthChecker(cc.HealthCheck)
+	if cl.pol, err = c.buildPolicies(ctx, cc); err != nil {
+		return nil, err
+	}
 	return cl, nil
 }
 
@@ -194,6 +200,7 @@ func (c *Controller) Run(ctx context.Context) error {
 			wg.Go(func() { c.collectLoop(ctx, cl, k) })
 		}
 		wg.Go(func() { c.healthLoop(ctx, cl) })
+		wg.Go(func() { c.policyLoop(ctx, cl) })
 	}
 	wg.Go(func() { c.housekeeping(ctx) })
 	tick := time.NewTicker(c.opts.Config.Server.Tick.D())
