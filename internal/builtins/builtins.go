@@ -11,6 +11,7 @@ import (
 	_ "github.com/goscaler/goscaler/internal/counter/httpcounter"
 	// Load balancers.
 	_ "github.com/goscaler/goscaler/internal/lb/builtin"
+	_ "github.com/goscaler/goscaler/internal/lb/haproxy"
 	// Providers.
 	_ "github.com/goscaler/goscaler/internal/provider/process"
 )
