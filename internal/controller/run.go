@@ -162,7 +162,7 @@ func (c *Controller) runStep(ctx context.Context, a store.Activity, attempt int,
 	if c.opts.DryRun && a.Kind != "deploy_node" && a.Kind != "remove_node" {
 		// Only the fleet's steps know how to plan; the others are not run.
 		c.activity(ctx, c.st, store.Activity{Cluster: a.Cluster, Trigger: a.Trigger, Kind: KindDryRun,
-			Cause: fmt.Sprintf("would run step %d (%s) of trigger %s: %s", a.Step+1, a.Kind, a.Trigger, a.Params),
+			Cause:  fmt.Sprintf("would run step %d (%s) of trigger %s: %s", a.Step+1, a.Kind, a.Trigger, a.Params),
 			Output: "dry run: nothing was done"})
 		return "dry run: " + a.Kind + " not run", nil
 	}

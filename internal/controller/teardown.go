@@ -1,9 +1,11 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -255,6 +257,10 @@ func (c *Controller) Destroy(ctx context.Context, clusterName, cause string, dry
 
 func (c *Controller) finishDestroy(ctx context.Context, res DestroyResult, act store.Activity, err error) (DestroyResult, error) {
 	res.Activity = act.ID
+	rank := map[string]int{RemovedLBServer: 0, RemovedMachine: 1, RemovedNode: 2}
+	slices.SortStableFunc(res.Removed, func(a, b Removal) int {
+		return cmp.Or(cmp.Compare(a.Node, b.Node), cmp.Compare(rank[a.What], rank[b.What]), cmp.Compare(a.ID, b.ID))
+	})
 	counts := map[string]int{}
 	for _, r := range res.Removed {
 		counts[r.What]++
