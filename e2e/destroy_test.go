@@ -68,6 +68,9 @@ func TestDestroyLeavesNothing(t *testing.T) {
 			t.Errorf("the load balancer after destroy: %s from %q: %s; want 503 from no node", resp.Status, resp.Header.Get("X-Goscaler-Node"), body)
 		}
 
+		if code, out, errOut := runCLI(t, "cluster", "list", server); code != 0 || !containsFields(out, name+" 0 2 (stopped)") {
+			t.Errorf("cluster list after destroy: exit %d\n%s%s", code, out, errOut)
+		}
 		if code, out, errOut := runCLI(t, "cluster", "start", name, server); code != 0 {
 			t.Fatalf("start: exit %d\n%s%s", code, out, errOut)
 		}

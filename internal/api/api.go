@@ -235,14 +235,18 @@ func (a *api) view(ctx context.Context, cc *config.Cluster) (ClusterView, []stor
 	return v, live, nil
 }
 
+// lbAddress is where the balancer is: its listen address (builtin) or its
+// backend (haproxy).
 func lbAddress(cc *config.Cluster) string {
 	p := cc.LoadBalancer.Params
 	if p == nil {
 		return ""
 	}
-	for i := 0; i+1 < len(p.Content); i += 2 {
-		if p.Content[i].Value == "listen" {
-			return p.Content[i+1].Value
+	for _, key := range []string{"listen", "backend"} {
+		for i := 0; i+1 < len(p.Content); i += 2 {
+			if p.Content[i].Value == key {
+				return p.Content[i+1].Value
+			}
 		}
 	}
 	return ""

@@ -126,7 +126,11 @@ func clusterCmd(g *globals) *cobra.Command {
 			return g.show(cs, func(w *tabwriter.Writer) {
 				fmt.Fprintln(w, "NAME\tIN SERVICE\tDESIRED\tMIN\tMAX\tPROVIDER\tLOAD BALANCER")
 				for _, c := range cs {
-					fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%s\t%s\n", c.Name, c.InService, c.Desired, c.Min, c.Max, c.Provider, dash(c.LoadBalancer))
+					desired := strconv.Itoa(c.Desired)
+					if c.Stopped {
+						desired += " (stopped)"
+					}
+					fmt.Fprintf(w, "%s\t%d\t%s\t%d\t%d\t%s\t%s\n", c.Name, c.InService, desired, c.Min, c.Max, c.Provider, dash(c.LoadBalancer))
 				}
 			})
 		},
@@ -139,8 +143,12 @@ func clusterCmd(g *globals) *cobra.Command {
 				return err
 			}
 			return g.show(d, func(w *tabwriter.Writer) {
-				fmt.Fprintf(w, "Cluster:\t%s\nSize:\t%d in service, %d desired (min %d, max %d)\nProvider:\t%s\nLoad balancer:\t%s\n\n",
-					d.Name, d.InService, d.Desired, d.Min, d.Max, d.Provider, dash(d.LoadBalancer))
+				stopped := ""
+				if d.Stopped {
+					stopped = "; STOPPED: kept at 0 until goscaler cluster start " + d.Name
+				}
+				fmt.Fprintf(w, "Cluster:\t%s\nSize:\t%d in service, %d desired (min %d, max %d)%s\nProvider:\t%s\nLoad balancer:\t%s\n\n",
+					d.Name, d.InService, d.Desired, d.Min, d.Max, stopped, d.Provider, dash(d.LoadBalancer))
 				fmt.Fprintln(w, "NODE\tSTATE\tADDRESS\tAGE\tREASON")
 				for _, n := range d.NodeList {
 					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", n.ID, state(n), dash(n.Address), ago(n.CreatedAt), n.Reason)
