@@ -9,6 +9,9 @@ import (
 	// Counter sources.
 	_ "github.com/goscaler/goscaler/internal/counter/exec"
 	_ "github.com/goscaler/goscaler/internal/counter/httpcounter"
+	_ "github.com/goscaler/goscaler/internal/counter/jmx"
+	_ "github.com/goscaler/goscaler/internal/counter/prometheus"
+	_ "github.com/goscaler/goscaler/internal/counter/rabbitmq"
 	// Load balancers.
 	_ "github.com/goscaler/goscaler/internal/lb/builtin"
 	_ "github.com/goscaler/goscaler/internal/lb/haproxy"
