@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/goscaler/goscaler/internal/lb"
@@ -43,9 +44,11 @@ type Balancer struct {
 	client  *Client
 	log     *slog.Logger
 
-	// mu serialises the changes of the configuration file.
+	// mu serialises this process's changes of the configuration file (a
+	// flock on FILE.lock those of other processes).
 	mu sync.Mutex
-	// inFile are the servers the configuration file lists, name → IP:port.
+	// inFile are the servers the configuration file lists, name → IP:port,
+	// as last read or written.
 	inFile map[string]string
 }
 
@@ -78,16 +81,9 @@ func newBalancer(c Config, env lb.Env) (*Balancer, error) {
 	b := &Balancer{cluster: env.Cluster, backend: c.Backend, file: c.ConfigFile, lines: c.backendConfig(),
 		options: opts, check: slices.Contains(opts, "check"), drain: drain, client: client,
 		log: log.With("lb", TypeName, "backend", c.Backend), inFile: map[string]string{}}
-	if b.file != "" {
-		if err := b.loadFile(); err != nil {
-			return nil, fmt.Errorf("haproxy load balancer of cluster %q: config_file: %w", env.Cluster, err)
-		}
-		b.mu.Lock()
-		err := b.writeFile()
-		b.mu.Unlock()
-		if err != nil {
-			return nil, fmt.Errorf("haproxy load balancer of cluster %q: config_file: %w", env.Cluster, err)
-		}
+	// Rewritten at start, keeping its servers: backend_config may have changed.
+	if err := b.editFile(func(map[string]string) bool { return true }); err != nil {
+		return nil, fmt.Errorf("haproxy load balancer of cluster %q: config_file: %w", env.Cluster, err)
 	}
 	return b, nil
 }
@@ -339,29 +335,64 @@ func resolve(ctx context.Context, address string) (string, error) {
 // --- the configuration file ---
 
 func (b *Balancer) remember(name, addr string) error {
-	if b.file == "" {
-		return nil
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.inFile[name] == addr {
-		return nil
-	}
-	b.inFile[name] = addr
-	return b.writeFile()
+	return b.editFile(func(servers map[string]string) bool {
+		if servers[name] == addr {
+			return false
+		}
+		servers[name] = addr
+		return true
+	})
 }
 
 func (b *Balancer) forget(name string) error {
+	return b.editFile(func(servers map[string]string) bool {
+		if _, ok := servers[name]; !ok {
+			return false
+		}
+		delete(servers, name)
+		return true
+	})
+}
+
+// editFile changes the servers of the configuration file: it reads the file
+// again under a lock (several goscaler servers of one installation may
+// register nodes of the cluster, each with its own Balancer), lets edit change
+// them, and writes the file if edit reports a change.
+func (b *Balancer) editFile(edit func(servers map[string]string) bool) error {
 	if b.file == "" {
 		return nil
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if _, ok := b.inFile[name]; !ok {
+	unlock, err := lockFile(b.file + ".lock")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	b.inFile = map[string]string{}
+	if err := b.loadFile(); err != nil {
+		return fmt.Errorf("reading %s: %w", b.file, err)
+	}
+	if !edit(b.inFile) {
 		return nil
 	}
-	delete(b.inFile, name)
 	return b.writeFile()
+}
+
+// lockFile takes an exclusive flock on path (created if needed).
+func lockFile(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600) //nolint:gosec // next to the configured file
+	if err != nil {
+		return nil, fmt.Errorf("locking %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil { //nolint:gosec // fd fits an int
+		_ = f.Close()
+		return nil, fmt.Errorf("locking %s: %w", path, err)
+	}
+	return func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN) //nolint:gosec // fd fits an int
+		_ = f.Close()
+	}, nil
 }
 
 // loadFile reads the servers of an existing configuration file.

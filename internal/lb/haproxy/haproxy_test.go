@@ -457,3 +457,50 @@ func TestBalancerErrorsSayWhatToDo(t *testing.T) {
 		t.Errorf("servers = %+v, want web-1 at a loopback IP", ss)
 	}
 }
+
+// TestConfigFileSharedByServers: two goscaler servers of one installation
+// (two Balancers on one file) register nodes of the cluster; the file keeps
+// the servers of both.
+func TestConfigFileSharedByServers(t *testing.T) {
+	t.Parallel()
+	sock := fakeSocket(t, func(cmd string) string {
+		switch {
+		case strings.HasPrefix(cmd, "show servers state"):
+			return "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_port\n"
+		case strings.HasPrefix(cmd, "add server"):
+			return "New server registered.\n"
+		}
+		return "\n"
+	})
+	file := filepath.Join(t.TempDir(), "web.cfg")
+	cfg := Config{Socket: sock, Backend: "be", ConfigFile: file}
+	b1, b2 := newTestBalancer(t, cfg), newTestBalancer(t, cfg)
+	ctx := context.Background()
+	for i, b := range []*Balancer{b1, b2, b1, b2} {
+		if err := b.Register(ctx, lb.Backend{NodeID: fmt.Sprintf("web-%d", i+1), Address: fmt.Sprintf("10.0.0.%d:80", i+1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b2.Deregister(ctx, lb.Backend{NodeID: "web-1", Address: "10.0.0.1:80"}); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for line := range strings.Lines(string(data)) {
+		if f := strings.Fields(line); len(f) > 2 && f[0] == "server" {
+			got = append(got, f[1]+"="+f[2])
+		}
+	}
+	if want := []string{"web-2=10.0.0.2:80", "web-3=10.0.0.3:80", "web-4=10.0.0.4:80"}; !slices.Equal(got, want) {
+		t.Errorf("servers in the shared file %v, want %v:\n%s", got, want, data)
+	}
+	entries, _ := os.ReadDir(filepath.Dir(file))
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".cfg") && e.Name() != "web.cfg" {
+			t.Errorf("stray .cfg file %s next to the config file (HAProxy would load it from a -f directory)", e.Name())
+		}
+	}
+}
