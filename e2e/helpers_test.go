@@ -222,11 +222,11 @@ type server struct {
 	api     *apiClient
 }
 
-// startServer runs `goscaler server --config cfgPath` and waits for /healthz.
-func startServer(t *testing.T, cfgPath, addr, dataDir, token string) *server {
+// startServer runs `goscaler server --config cfgPath [extra…]` and waits for /healthz.
+func startServer(t *testing.T, cfgPath, addr, dataDir, token string, extra ...string) *server {
 	t.Helper()
 	dir := filepath.Dir(cfgPath)
-	p := start(t, "server", dir, filepath.Join(dir, "server.log"), "server", "--config", cfgPath)
+	p := start(t, "server", dir, filepath.Join(dir, "server.log"), append([]string{"server", "--config", cfgPath}, extra...)...)
 	s := &server{proc: p, addr: addr, dataDir: dataDir, config: cfgPath, token: token,
 		api: &apiClient{t: t, base: "http://" + addr, token: token}}
 	waitHealthy(t, p, addr, 30*time.Second)
@@ -255,10 +255,17 @@ func waitHealthy(t *testing.T, p *proc, addr string, timeout time.Duration) {
 // stdout and stderr.
 func runCLI(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	return runCLIInput(t, "", args...)
+}
+
+// runCLIInput is runCLI with stdin.
+func runCLIInput(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = cleanEnv()
+	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -279,9 +286,12 @@ func runCLI(t *testing.T, args ...string) (int, string, string) {
 
 // clusterSpec is what the tests vary in a cluster of demo nodes.
 type clusterSpec struct {
-	Name                string
-	Min, Max, Desired   int
-	LBListen            string // "" for no load balancer
+	Name              string
+	Min, Max, Desired int
+	LBListen          string // "" for no load balancer
+	// LoadBalancer, when set, is the cluster's whole load_balancer section
+	// (YAML indented for the cluster), instead of the builtin on LBListen.
+	LoadBalancer        string
 	Triggers            string // YAML of the triggers list items, indented for the cluster, or ""
 	Counters            string // YAML of the counters list items, or ""
 	BootTimeout         string
@@ -334,7 +344,9 @@ clusters:
     boot_timeout: %s
 `, addr, dataDir, c.ExtraServerSettings, c.Name, c.Min, c.Max, c.Desired, c.NodeArgs, c.StopTimeout,
 		c.HealthInterval, c.UnhealthyThreshold, c.BootTimeout)
-	if c.LBListen != "" {
+	if c.LoadBalancer != "" {
+		b.WriteString(c.LoadBalancer)
+	} else if c.LBListen != "" {
 		fmt.Fprintf(&b, `    load_balancer:
       type: builtin
       listen: %q

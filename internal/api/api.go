@@ -83,6 +83,10 @@ func New(opts Options) http.Handler {
 		{"GET /api/v1/clusters/{name}/counters", a.listCounters},
 		{"GET /api/v1/clusters/{name}/counters/{counter}", a.getCounter},
 		{"POST /api/v1/clusters/{name}/scale", a.scale},
+		{"POST /api/v1/clusters/{name}/stop", a.stop},
+		{"POST /api/v1/clusters/{name}/start", a.start},
+		{"POST /api/v1/clusters/{name}/destroy", a.destroy},
+		{"POST /api/v1/clusters/destroy", a.destroyAll},
 		{"GET /api/v1/clusters/{name}/triggers", a.listTriggers},
 		{"POST /api/v1/clusters/{name}/triggers/{trigger}/fire", a.fire},
 		{"GET /api/v1/triggers", a.listTriggers},
@@ -231,14 +235,18 @@ func (a *api) view(ctx context.Context, cc *config.Cluster) (ClusterView, []stor
 	return v, live, nil
 }
 
+// lbAddress is where the balancer is: its listen address (builtin) or its
+// backend (haproxy).
 func lbAddress(cc *config.Cluster) string {
 	p := cc.LoadBalancer.Params
 	if p == nil {
 		return ""
 	}
-	for i := 0; i+1 < len(p.Content); i += 2 {
-		if p.Content[i].Value == "listen" {
-			return p.Content[i+1].Value
+	for _, key := range []string{"listen", "backend"} {
+		for i := 0; i+1 < len(p.Content); i += 2 {
+			if p.Content[i].Value == key {
+				return p.Content[i+1].Value
+			}
 		}
 	}
 	return ""
@@ -420,8 +428,70 @@ func (a *api) scale(r *http.Request) (any, int, error) {
 	if req.Desired == nil {
 		return nil, 0, badRequest(`body must be {"desired": N}`)
 	}
+	dry, err := dryRun(r)
+	if err != nil {
+		return nil, 0, err
+	}
+	if dry {
+		p, err := a.ctl.PlanScale(r.Context(), r.PathValue("name"), *req.Desired, "scale by hand through the API (dry run)")
+		return p, 0, err
+	}
 	c, err := a.ctl.Scale(r.Context(), r.PathValue("name"), *req.Desired, "scaled by hand through the API")
 	return c, 0, err
+}
+
+// dryRun reads the dry_run query parameter.
+func dryRun(r *http.Request) (bool, error) {
+	switch v := r.URL.Query().Get("dry_run"); v {
+	case "", "false", "0":
+		return false, nil
+	case "true", "1":
+		return true, nil
+	default:
+		return false, badRequest("dry_run %q must be true or false", v)
+	}
+}
+
+func (a *api) stop(r *http.Request) (any, int, error) {
+	c, err := a.ctl.SetStopped(r.Context(), r.PathValue("name"), true, "stopped by hand through the API")
+	return c, 0, err
+}
+
+func (a *api) start(r *http.Request) (any, int, error) {
+	c, err := a.ctl.SetStopped(r.Context(), r.PathValue("name"), false, "started by hand through the API")
+	return c, 0, err
+}
+
+// destroy answers with what was removed. Removals that failed are listed
+// under errors (200 still: the answer says what happened; the cluster stays
+// stopped, and destroy may be run again).
+func (a *api) destroy(r *http.Request) (any, int, error) {
+	dry, err := dryRun(r)
+	if err != nil {
+		return nil, 0, err
+	}
+	res, err := a.ctl.Destroy(r.Context(), r.PathValue("name"), "destroyed by hand through the API", dry)
+	if err != nil && res.Activity == 0 {
+		return nil, 0, err // it did not start: unknown cluster, …
+	}
+	return res, 0, nil
+}
+
+func (a *api) destroyAll(r *http.Request) (any, int, error) {
+	dry, err := dryRun(r)
+	if err != nil {
+		return nil, 0, err
+	}
+	res, err := a.ctl.DestroyAll(r.Context(), "every cluster destroyed by hand through the API", dry)
+	for _, x := range res {
+		if x.Activity == 0 && err != nil {
+			return nil, 0, err
+		}
+	}
+	if res == nil {
+		res = []controller.DestroyResult{}
+	}
+	return res, 0, nil
 }
 
 func decode(r *http.Request, v any) error {

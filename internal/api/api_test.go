@@ -319,6 +319,7 @@ type clusterView struct {
 	Min          int            `json:"min"`
 	Max          int            `json:"max"`
 	Desired      int            `json:"desired"`
+	Stopped      bool           `json:"stopped"`
 	CreatedAt    time.Time      `json:"created_at"`
 	UpdatedAt    time.Time      `json:"updated_at"`
 	InService    int            `json:"in_service"`
@@ -661,6 +662,13 @@ func TestErrors(t *testing.T) {
 		{"trailing data", "POST", "/api/v1/clusters/web/scale", `{"desired": 2} {"desired": 3}`, 400, "bad_request", "invalid JSON body"},
 		{"desired above max", "POST", "/api/v1/clusters/web/scale", `{"desired": 6}`, 422, "invalid", "desired 6 is outside min..max (1..5)"},
 		{"desired below min", "POST", "/api/v1/clusters/web/scale", `{"desired": 0}`, 422, "invalid", "desired 0 is outside min..max (1..5)"},
+		{"dry-run scale out of bounds", "POST", "/api/v1/clusters/web/scale?dry_run=true", `{"desired": 6}`, 422, "invalid", "desired 6 is outside min..max (1..5)"},
+		{"bad dry_run", "POST", "/api/v1/clusters/web/scale?dry_run=maybe", `{"desired": 2}`, 400, "bad_request", `dry_run "maybe" must be true or false`},
+		{"bad dry_run of destroy", "POST", "/api/v1/clusters/web/destroy?dry_run=yes", "", 400, "bad_request", `dry_run "yes"`},
+		{"stop an unknown cluster", "POST", "/api/v1/clusters/nope/stop", "", 404, "not_found", `cluster "nope"`},
+		{"start an unknown cluster", "POST", "/api/v1/clusters/nope/start", "", 404, "not_found", `cluster "nope"`},
+		{"destroy an unknown cluster", "POST", "/api/v1/clusters/nope/destroy", "", 404, "not_found", `cluster "nope"`},
+		{"GET destroy", "GET", "/api/v1/clusters/web/destroy", "", 404, "not_found", "no API route GET"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -698,6 +706,84 @@ func TestScale(t *testing.T) {
 	// The bounds are inclusive.
 	for _, d := range []int{1, 5} {
 		wantOK(t, e.do("POST", "/api/v1/clusters/web/scale", fmt.Sprintf(`{"desired": %d}`, d)), http.StatusOK)
+	}
+}
+
+func TestScaleDryRun(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.do("POST", "/api/v1/clusters/web/scale?dry_run=true", `{"desired": 4}`)
+	wantOK(t, r, http.StatusOK)
+	p := decode[controller.ScalePlan](t, r)
+	if !p.DryRun || p.Cluster != "web" || p.Desired != 2 || p.NewDesired != 4 || p.Active != 0 ||
+		!slices.Equal(p.Launch, []string{"web-1", "web-2", "web-3", "web-4"}) || len(p.Remove) != 0 {
+		t.Errorf("dry-run scale = %+v", p)
+	}
+	if len(p.Calls) != 4 || p.Calls[0] != "create a machine for node web-1 (provider process)" {
+		t.Errorf("planned calls = %q", p.Calls)
+	}
+	if c, _ := e.st.ClusterGet(t.Context(), "web"); c.Desired != 2 {
+		t.Errorf("a dry-run scale changed desired to %d", c.Desired)
+	}
+	acts := decode[[]store.Activity](t, e.do("GET", "/api/v1/activities?kind=dry_run", ""))
+	if len(acts) != 1 || acts[0].ID != p.Activity || !strings.Contains(acts[0].Cause, "desired 2 → 4 would create a machine for node web-1") {
+		t.Errorf("dry_run activities = %+v", acts)
+	}
+	if got := decode[[]store.Activity](t, e.do("GET", "/api/v1/activities?kind=scale", "")); len(got) != 0 {
+		t.Errorf("a dry-run scale recorded a scale: %+v", got)
+	}
+}
+
+func TestStopStartDestroy(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.do("POST", "/api/v1/clusters/web/stop", "")
+	wantOK(t, r, http.StatusOK)
+	if c := decode[store.Cluster](t, r); !c.Stopped || c.Desired != 2 {
+		t.Errorf("stop = %+v", c)
+	}
+	if v := decode[clusterDetail](t, e.do("GET", "/api/v1/clusters/web", "")); !v.Stopped {
+		t.Errorf("cluster after stop = %+v", v.clusterView)
+	}
+	r = e.do("POST", "/api/v1/clusters/web/start", "")
+	wantOK(t, r, http.StatusOK)
+	if c := decode[store.Cluster](t, r); c.Stopped {
+		t.Errorf("start = %+v", c)
+	}
+	// A dry-run destroy changes nothing.
+	r = e.do("POST", "/api/v1/clusters/web/destroy?dry_run=true", "")
+	wantOK(t, r, http.StatusOK)
+	if d := decode[controller.DestroyResult](t, r); !d.DryRun || d.Cluster != "web" || len(d.Removed) != 0 || d.Activity == 0 {
+		t.Errorf("dry-run destroy = %+v", d)
+	}
+	if c, _ := e.st.ClusterGet(t.Context(), "web"); c.Stopped {
+		t.Errorf("a dry-run destroy stopped the cluster")
+	}
+	// A node left from before: destroy terminates it and stops the cluster.
+	if _, err := e.st.NodeCreate(t.Context(), store.Node{ID: "web-1", Cluster: "web", State: store.NodePending}); err != nil {
+		t.Fatal(err)
+	}
+	r = e.do("POST", "/api/v1/clusters/web/destroy", "")
+	wantOK(t, r, http.StatusOK)
+	d := decode[controller.DestroyResult](t, r)
+	if d.DryRun || len(d.Errors) != 0 || len(d.Removed) != 1 || d.Removed[0] != (controller.Removal{What: "node", ID: "web-1", Node: "web-1", Detail: "was pending"}) {
+		t.Errorf("destroy = %+v", d)
+	}
+	if c, _ := e.st.ClusterGet(t.Context(), "web"); !c.Stopped {
+		t.Errorf("destroy left the cluster started")
+	}
+	r = e.do("POST", "/api/v1/clusters/destroy", "")
+	wantOK(t, r, http.StatusOK)
+	all := decode[[]controller.DestroyResult](t, r)
+	if len(all) != 2 || all[0].Cluster != "web" || all[1].Cluster != "api" {
+		t.Errorf("destroy all = %+v", all)
+	}
+	kinds := map[string]int{}
+	for _, a := range decode[[]store.Activity](t, e.do("GET", "/api/v1/activities", "")) {
+		kinds[a.Kind]++
+	}
+	if kinds["stop"] != 1 || kinds["start"] != 1 || kinds["destroy"] != 3 || kinds["dry_run"] != 1 {
+		t.Errorf("activities by kind = %v", kinds)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	_ "github.com/goscaler/goscaler/internal/counter/rabbitmq"
 	// Load balancers.
 	_ "github.com/goscaler/goscaler/internal/lb/builtin"
+	_ "github.com/goscaler/goscaler/internal/lb/haproxy"
 	_ "github.com/goscaler/goscaler/internal/lb/octavia"
 	// Providers.
 	_ "github.com/goscaler/goscaler/internal/provider/openstack"

@@ -36,6 +36,14 @@ const (
 	DefaultListen          = "127.0.0.1:8080"
 	DefaultDataDir         = "goscaler-data"
 	DefaultCounterInterval = 5 * 1e9
+	// DefaultReconcileInterval is the default of server.reconcile_interval.
+	DefaultReconcileInterval = 2 * 60 * 1e9
+)
+
+// What server.orphans does with a machine no node wants.
+const (
+	OrphansTerminate = "terminate"
+	OrphansReport    = "report"
 )
 
 // Config is a whole configuration file.
@@ -64,6 +72,14 @@ type Server struct {
 	SampleRetention plugin.Duration `yaml:"sample_retention"`
 	// Tick is how often the controller reconciles clusters.
 	Tick plugin.Duration `yaml:"tick"`
+	// ReconcileInterval is how often the controller compares every
+	// provider's machines and every load balancer's servers with the nodes
+	// it knows (also done at start); default 2m.
+	ReconcileInterval plugin.Duration `yaml:"reconcile_interval"`
+	// Orphans says what happens to a machine tagged for a cluster that no
+	// node wants: terminate (default) or report (an activity, the machine
+	// is left running).
+	Orphans string `yaml:"orphans"`
 
 	// envTokens counts the APITokens that came from GOSCALER_API_TOKENS (the last ones).
 	envTokens int
@@ -476,6 +492,12 @@ func (c *Config) applyDefaults() {
 	}
 	if s.Tick == 0 {
 		s.Tick = plugin.Duration(1e9)
+	}
+	if s.ReconcileInterval == 0 {
+		s.ReconcileInterval = plugin.Duration(DefaultReconcileInterval)
+	}
+	if s.Orphans == "" {
+		s.Orphans = OrphansTerminate
 	}
 	if env := os.Getenv("GOSCALER_API_TOKENS"); env != "" {
 		for _, t := range strings.Split(env, ",") {

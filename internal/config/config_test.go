@@ -62,7 +62,7 @@ func TestBadFiles(t *testing.T) {
 		want []string
 	}{
 		{"unknown_keys.bad.yaml", []string{
-			`unknown_keys.bad.yaml:4: unknown key "lisen"; valid keys here: api_tokens, data_dir, database, listen, log_level, sample_retention, tick`,
+			`unknown_keys.bad.yaml:4: unknown key "lisen"; valid keys here: api_tokens, data_dir, database, listen, log_level, orphans, reconcile_interval, sample_retention, tick`,
 			`unknown_keys.bad.yaml:5: unknown key "sever"; valid keys here: clusters, server`,
 			`unknown_keys.bad.yaml:10: unknown key "minimum"; valid keys here: boot_timeout, counters, desired, health_check, load_balancer, max, min, name, policies, provider, scale_in_cooldown, scale_in_stabilization, scale_out_cooldown, triggers, vars, warmup`,
 			// A plugin's keys list the section's common keys too.
@@ -140,7 +140,7 @@ func TestBadFiles(t *testing.T) {
 		}},
 		{"unknown_types.bad.yaml", []string{
 			`unknown_types.bad.yaml:6: unknown provider type "docker"; known types: openstack, process`,
-			`unknown_types.bad.yaml:7: unknown load balancer type "haproxy"; known types: builtin`,
+			`unknown_types.bad.yaml:7: unknown load balancer type "nginx"; known types: builtin, haproxy, octavia`,
 			`unknown_types.bad.yaml:8: health_check.type "grpc" is not one of http, tcp, none`,
 			`unknown_types.bad.yaml:10: unknown counter type "snmp"; known types: exec, http`,
 			`unknown_types.bad.yaml:17: unknown action type "page_someone"; known types: deploy_node, local_script, remove_node`,
@@ -156,6 +156,8 @@ func TestBadFiles(t *testing.T) {
 			`server_settings.bad.yaml:3: server.log_level "verbose" is not one of debug, info, warn, error`,
 			`server_settings.bad.yaml:4: server.database must be a postgres:// URL or sqlite:PATH`,
 			`server_settings.bad.yaml:7: API token 2 is shorter than 16 characters`,
+			`server_settings.bad.yaml:8: server.reconcile_interval 100ms is too short: at least 1s`,
+			`server_settings.bad.yaml:9: server.orphans "keep" is not one of terminate, report`,
 		}},
 		{"health_check.bad.yaml", []string{
 			`health_check.bad.yaml:7: health_check.path "healthz" must start with /`,
@@ -474,7 +476,8 @@ func TestFullExample(t *testing.T) {
 	}
 	s := cfg.Server
 	if s.Listen != "0.0.0.0:9090" || s.DataDir != "/var/lib/goscaler" || s.Database != "postgres://goscaler@db.internal/goscaler" ||
-		s.LogLevel != "debug" || s.Level() != slog.LevelDebug || s.SampleRetention.D() != 12*time.Hour || s.Tick.D() != 2*time.Second {
+		s.LogLevel != "debug" || s.Level() != slog.LevelDebug || s.SampleRetention.D() != 12*time.Hour || s.Tick.D() != 2*time.Second ||
+		s.ReconcileInterval.D() != 5*time.Minute || s.Orphans != "report" {
 		t.Errorf("server = %+v", s)
 	}
 	if !slices.Contains(s.APITokens, "3f6c0a51e2d94b7a8c1e5d2f9a0b4c6e") {
@@ -487,7 +490,7 @@ func TestFullExample(t *testing.T) {
 	if web.Name != "web" || web.Min != 2 || web.Max != 10 || web.Desired == nil || *web.Desired != 3 || web.DesiredOrMin() != 3 {
 		t.Errorf("web sizes = %d..%d desired %v", web.Min, web.Max, web.Desired)
 	}
-	if web.Line != 12 || web.Vars["region"] != "eu-west" || web.Vars["tier"] != "{{.Cluster}}-frontend" {
+	if web.Line != 14 || web.Vars["region"] != "eu-west" || web.Vars["tier"] != "{{.Cluster}}-frontend" {
 		t.Errorf("web line %d vars %v", web.Line, web.Vars)
 	}
 	if web.BootTimeout.D() != time.Minute {
@@ -525,7 +528,7 @@ func TestFullExample(t *testing.T) {
 		t.Fatalf("inflight source is %T", in.Source)
 	}
 	if in.Type != "http" || in.Scope != counter.ScopeNode || in.Aggregate != config.AggMax || in.Interval.D() != 2*time.Second ||
-		in.Timeout.D() != 1500*time.Millisecond || in.Line != 43 {
+		in.Timeout.D() != 1500*time.Millisecond || in.Line != 45 {
 		t.Errorf("inflight = %+v", in)
 	}
 	if hc.URL != "http://{{.Address}}/stats" || hc.Path != "stats.inflight" || hc.Method != "POST" || hc.Headers["Authorization"] != "Bearer {{.region}}" {
@@ -554,7 +557,7 @@ func TestFullExample(t *testing.T) {
 	if got := out.Conditions(); len(got) != 1 || got[0].String() != "inflight > 20" || got[0].Line != out.Line {
 		t.Errorf("scale-out conditions = %+v", got)
 	}
-	if d, ok := out.Actions[0].Config.(*fleet.DeployConfig); !ok || d.Count != 2 || out.Actions[0].Line != 73 {
+	if d, ok := out.Actions[0].Config.(*fleet.DeployConfig); !ok || d.Count != 2 || out.Actions[0].Line != 75 {
 		t.Errorf("deploy action = %#v line %d", out.Actions[0].Config, out.Actions[0].Line)
 	}
 	sc, ok := out.Actions[1].Config.(*script.Config)
@@ -563,7 +566,7 @@ func TestFullExample(t *testing.T) {
 	}
 	in2 := web.Trigger("scale-in")
 	conds := in2.Conditions()
-	if len(conds) != 2 || conds[0].String() != "inflight < 2" || conds[1].String() != "queue_depth < 0.5" || conds[1].Line != 86 {
+	if len(conds) != 2 || conds[0].String() != "inflight < 2" || conds[1].String() != "queue_depth < 0.5" || conds[1].Line != 88 {
 		t.Errorf("scale-in conditions = %+v", conds)
 	}
 	if r, ok := in2.Actions[0].Config.(*fleet.RemoveConfig); !ok || r.Count != 1 || r.Order != fleet.OrderNewest {
@@ -662,9 +665,11 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := config.Server{Listen: config.DefaultListen, DataDir: config.DefaultDataDir, LogLevel: "info",
-		SampleRetention: plugin.Duration(6 * time.Hour), Tick: plugin.Duration(time.Second)}
+		SampleRetention: plugin.Duration(6 * time.Hour), Tick: plugin.Duration(time.Second),
+		ReconcileInterval: plugin.Duration(2 * time.Minute), Orphans: config.OrphansTerminate}
 	if s := cfg.Server; s.Listen != want.Listen || s.DataDir != want.DataDir || s.LogLevel != want.LogLevel ||
-		s.SampleRetention != want.SampleRetention || s.Tick != want.Tick || s.Database != "" || len(s.APITokens) != 0 {
+		s.SampleRetention != want.SampleRetention || s.Tick != want.Tick || s.Database != "" || len(s.APITokens) != 0 ||
+		s.ReconcileInterval != want.ReconcileInterval || s.Orphans != want.Orphans {
 		t.Errorf("server = %+v, want %+v", s, want)
 	}
 	if cfg.Server.Level() != slog.LevelInfo {

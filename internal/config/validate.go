@@ -147,6 +147,14 @@ func (v *validator) validate(cfg *Config) {
 	if s.Database != "" && !strings.HasPrefix(s.Database, "postgres://") && !strings.HasPrefix(s.Database, "postgresql://") && !strings.HasPrefix(s.Database, "sqlite:") {
 		v.at("server.database", "server.database must be a postgres:// URL or sqlite:PATH (leave it empty for SQLite in data_dir)")
 	}
+	if s.ReconcileInterval < plugin.Duration(1e9) && !v.bad("server.reconcile_interval") {
+		v.at("server.reconcile_interval", "server.reconcile_interval %s is too short: at least 1s (default 2m)", s.ReconcileInterval)
+	}
+	switch s.Orphans {
+	case OrphansTerminate, OrphansReport:
+	default:
+		v.at("server.orphans", "server.orphans %q is not one of terminate, report", s.Orphans)
+	}
 	fromFile := len(s.APITokens) - s.envTokens
 	for i, t := range s.APITokens {
 		switch {

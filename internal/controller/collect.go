@@ -162,16 +162,17 @@ func aggregate(k *config.Counter, samples []store.Sample, now time.Time) store.S
 }
 
 // autoFire fires a due trigger unless it could change nothing (its sizing
-// step is at max or min) or its previous firing is still running.
+// step is at max or min, or the cluster is stopped) or its previous firing
+// is still running.
 func (c *Controller) autoFire(ctx context.Context, cl *cluster, t *config.Trigger, cause string, now time.Time) {
 	if busy, err := c.firingBusy(ctx, cl, t.Name); err != nil || busy {
 		return
 	}
+	rec, err := c.st.ClusterGet(ctx, cl.cfg.Name)
+	if err != nil || rec.Stopped {
+		return // a stopped cluster's triggers rest until it is started
+	}
 	if len(t.Actions) > 0 {
-		rec, err := c.st.ClusterGet(ctx, cl.cfg.Name)
-		if err != nil {
-			return
-		}
 		switch t.Actions[0].Type {
 		case "deploy_node":
 			if rec.Desired >= rec.Max {

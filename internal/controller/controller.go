@@ -47,7 +47,11 @@ type Options struct {
 	Logger  *slog.Logger
 	Clock   Clock
 	Metrics *Metrics
-	// DryRun, when set, records decisions but creates and deletes nothing.
+	// DryRun, when set, records decisions and the provider and load
+	// balancer calls they would make as activities (kind dry_run), but makes
+	// none of them: no machine is created or deleted, no load balancer
+	// server registered or deregistered, no script run, and no node row
+	// created for a launch.
 	DryRun bool
 }
 
@@ -84,6 +88,15 @@ type cluster struct {
 	// launchFailures counts launches that failed in a row, for backoff.
 	launchFailures int
 	nextLaunchAt   time.Time
+	// noted remembers the dry-run plans and orphan reports already
+	// recorded, so that the same one is not recorded on every tick.
+	noted map[string]notedEntry
+}
+
+// notedEntry is a recorded plan or report: its text and when.
+type notedEntry struct {
+	text string
+	at   time.Time
 }
 
 // CounterReading is the newest reading of a counter.
@@ -127,7 +140,8 @@ func (c *Controller) buildCluster(ctx context.Context, cc *config.Cluster) (*clu
 		return nil, fmt.Errorf("cluster %q: provider %s: %w", cc.Name, cc.Provider.Type, err)
 	}
 	cl := &cluster{cfg: cc, prov: prov, sources: map[string]counter.Source{},
-		triggers: map[string]*policy.Threshold{}, latest: map[string]CounterReading{}, lastFiring: map[string]int64{}}
+		triggers: map[string]*policy.Threshold{}, latest: map[string]CounterReading{}, lastFiring: map[string]int64{},
+		noted: map[string]notedEntry{}}
 	if cc.BalancerConfig != nil {
 		path := ""
 		if cc.HealthCheck.Type == "http" {
@@ -188,7 +202,8 @@ func (c *Controller) Sync(ctx context.Context) error {
 }
 
 // Run does the leader's work until ctx is done: adopt machines, then collect
-// counters, evaluate triggers, check health and reconcile.
+// counters, evaluate triggers, check health and reconcile sizes every tick,
+// and machines and load balancers every server.reconcile_interval.
 func (c *Controller) Run(ctx context.Context) error {
 	if err := c.recover(ctx); err != nil {
 		return err
@@ -203,6 +218,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		wg.Go(func() { c.policyLoop(ctx, cl) })
 	}
 	wg.Go(func() { c.housekeeping(ctx) })
+	wg.Go(func() { c.sweepLoop(ctx) })
 	tick := time.NewTicker(c.opts.Config.Server.Tick.D())
 	defer tick.Stop()
 	for {

@@ -34,6 +34,9 @@ func (f fleet) DeployNodes(ctx context.Context, clusterName string, a store.Acti
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", action.ErrPermanent, err)
 	}
+	if c.opts.DryRun {
+		return c.planDeploy(ctx, cl, a, count)
+	}
 	nodes, err := c.nodesOf(ctx, clusterName, func(n store.Node) bool { return n.LaunchActivity == a.ID })
 	if err != nil {
 		return "", err
@@ -81,12 +84,16 @@ func (c *Controller) createNodes(ctx context.Context, cl *cluster, a store.Activ
 			return err
 		}
 		var n int
+		if rec.Stopped {
+			note = fmt.Sprintf("cluster %s is stopped: no node launched (goscaler cluster start %s)", rec.Name, rec.Name)
+			return nil
+		}
 		if !raiseDesired {
 			nodes, err := tx.NodeList(ctx, store.NodeFilter{Cluster: rec.Name})
 			if err != nil {
 				return err
 			}
-			n = rec.Desired
+			n = rec.Target()
 			for _, node := range nodes {
 				if node.State.Active() {
 					n--
@@ -132,6 +139,9 @@ func (f fleet) RemoveNodes(ctx context.Context, clusterName string, a store.Acti
 	cl, err := c.cluster(clusterName)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", action.ErrPermanent, err)
+	}
+	if c.opts.DryRun {
+		return c.planRemove(ctx, cl, a, count, order)
 	}
 	mark := strconv.FormatInt(a.ID, 10)
 	nodes, err := c.nodesOf(ctx, clusterName, func(n store.Node) bool { return n.Meta[metaRemovedBy] == mark })
@@ -381,6 +391,13 @@ func (c *Controller) launchNode(ctx context.Context, nodeID string, attempt int)
 	if !n.State.Active() || n.State == store.NodeInService {
 		return nil
 	}
+	if c.opts.DryRun {
+		// Only a node left by a server that was not a dry run gets here: a
+		// dry run creates no node.
+		c.dryRun(ctx, cl, "launch:"+n.ID, n.ID, fmt.Sprintf("would resume the launch of node %s (%s): %s",
+			n.ID, n.State, strings.Join(c.launchCalls(cl, n.ID), "; ")))
+		return nil
+	}
 	deadline := n.CreatedAt.Add(cl.cfg.BootTimeout.D())
 	// A machine adopted before it had an address (a cloud server still
 	// building when the server restarted) is asked for again: Create is
@@ -390,10 +407,6 @@ func (c *Controller) launchNode(ctx context.Context, nodeID string, attempt int)
 			if errors.Is(err, errSuperseded) {
 				return nil
 			}
-			return err
-		}
-		if c.opts.DryRun {
-			_, err = c.setState(ctx, n, store.NodeFailed, "dry run: no machine created")
 			return err
 		}
 		m, err := cl.prov.Create(ctx, provider.NodeSpec{Cluster: n.Cluster, NodeID: n.ID, Vars: nodeVars(cl, n)})
@@ -503,6 +516,11 @@ func (c *Controller) terminateNode(ctx context.Context, nodeID string, _ int) er
 	if err != nil {
 		return river.JobCancel(err)
 	}
+	if c.opts.DryRun {
+		c.dryRun(ctx, cl, "terminate:"+n.ID, n.ID, fmt.Sprintf("would terminate node %s (%s): %s",
+			n.ID, n.State, strings.Join(c.removeCalls(cl, n), "; ")))
+		return nil
+	}
 	if n.State.Active() {
 		if n, err = c.setState(ctx, n, store.NodeDraining, "terminating"); err != nil {
 			return err
@@ -514,7 +532,7 @@ func (c *Controller) terminateNode(ctx context.Context, nodeID string, _ int) er
 		}
 	}
 	cl.health.forget(n.Address)
-	if n.MachineID != "" && !c.opts.DryRun {
+	if n.MachineID != "" {
 		if err := cl.prov.Delete(ctx, n.MachineID); err != nil && !errors.Is(err, provider.ErrNotFound) {
 			return fmt.Errorf("node %s: deleting machine %s: %w", n.ID, n.MachineID, err)
 		}

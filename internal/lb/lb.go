@@ -9,8 +9,10 @@
 //     going to it at once, and Deregister returns only when the requests already
 //     in flight have finished (or ctx is done, which is returned as its error).
 //     Deregistering an unknown backend is not an error.
-//   - Backends lists what is registered, so the controller can reconcile after a
-//     restart.
+//   - Backends lists what is registered (a balancer may also list backends it is
+//     still removing), so that the controller can reconcile: it registers again
+//     the in-service nodes a balancer lost (an HAProxy reload, a restart) and
+//     deregisters backends of nodes that are gone.
 //
 // A balancer that holds resources (listeners, goroutines) implements io.Closer.
 package lb

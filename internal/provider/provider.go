@@ -14,6 +14,9 @@
 //     so that callers can tell "I deleted it" from "it was already gone".
 //   - Errors that are worth a retry wrap ErrTransient; capacity, quota and bad
 //     configuration have their own sentinels.
+//
+// Package providertest is the conformance suite of this contract: every
+// provider runs it against its real backend (or a faithful stand-in).
 package provider
 
 import (
