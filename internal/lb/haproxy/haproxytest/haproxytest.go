@@ -83,7 +83,33 @@ func Start(t testing.TB, opts Options) *Instance {
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	in := &Instance{t: t, Dir: dir, Config: filepath.Join(dir, "haproxy.cfg"), Socket: filepath.Join(dir, "admin.sock"),
-		Frontend: freeAddr(t), LogPath: filepath.Join(dir, "haproxy.log"), done: make(chan struct{})}
+		LogPath: filepath.Join(dir, "haproxy.log")}
+	// The free port may be taken by someone else between picking and
+	// binding: try again with another one.
+	for attempt := 1; ; attempt++ {
+		in.Frontend = freeAddr(t)
+		in.done = make(chan struct{})
+		in.start(bin, opts)
+		if in.poll("", 15*time.Second) {
+			break
+		}
+		select {
+		case <-in.done:
+			if attempt < 5 && strings.Contains(in.Log(), "Address already in use") {
+				continue
+			}
+			t.Fatalf("haproxy exited:\n%s", in.Log())
+		default:
+			t.Fatalf("haproxy did not answer on %s within 15s:\n%s", in.Socket, in.Log())
+		}
+	}
+	t.Cleanup(in.Stop)
+	return in
+}
+
+// start writes the configuration and starts HAProxy.
+func (in *Instance) start(bin string, opts Options) {
+	t, dir := in.t, in.Dir
 	var b strings.Builder
 	fmt.Fprintf(&b, `global
     stats socket %s level admin
@@ -135,9 +161,6 @@ defaults
 		_ = in.cmd.Wait()
 		close(in.done)
 	}()
-	t.Cleanup(in.Stop)
-	in.waitReady("", 15*time.Second)
-	return in
 }
 
 // Stop stops HAProxy (master and workers) and waits for it.
@@ -211,7 +234,7 @@ func (in *Instance) workerPID() string {
 func (in *Instance) waitReady(old string, timeout time.Duration) {
 	in.t.Helper()
 	if !in.poll(old, timeout) {
-		in.t.Fatalf("haproxy did not answer on %s within %s:\n%s", in.Socket, timeout, in.Log())
+		in.t.Fatalf("haproxy did not answer on %s within %s (or exited):\n%s", in.Socket, timeout, in.Log())
 	}
 }
 
@@ -221,7 +244,7 @@ func (in *Instance) poll(old string, timeout time.Duration) bool {
 	for {
 		select {
 		case <-in.done:
-			in.t.Fatalf("haproxy exited:\n%s", in.Log())
+			return false
 		default:
 		}
 		if pid := in.workerPID(); pid != "" && pid != old {
