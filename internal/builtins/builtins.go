@@ -9,8 +9,10 @@ import (
 	// Counter sources.
 	_ "github.com/goscaler/goscaler/internal/counter/exec"
 	_ "github.com/goscaler/goscaler/internal/counter/httpcounter"
+	_ "github.com/goscaler/goscaler/internal/counter/sshcounter"
 	// Load balancers.
 	_ "github.com/goscaler/goscaler/internal/lb/builtin"
 	// Providers.
 	_ "github.com/goscaler/goscaler/internal/provider/process"
+	_ "github.com/goscaler/goscaler/internal/provider/static"
 )

@@ -29,6 +29,7 @@ import (
 	"github.com/goscaler/goscaler/internal/lb"
 	"github.com/goscaler/goscaler/internal/plugin"
 	"github.com/goscaler/goscaler/internal/provider"
+	"github.com/goscaler/goscaler/internal/sshx"
 )
 
 // Defaults.
@@ -82,8 +83,11 @@ type Cluster struct {
 	HealthCheck  HealthCheck       `yaml:"health_check"`
 	// BootTimeout bounds how long a new node may take to pass its health check.
 	BootTimeout plugin.Duration `yaml:"boot_timeout"`
-	Counters    []*Counter      `yaml:"counters"`
-	Triggers    []*Trigger      `yaml:"triggers"`
+	// SSH is how goscaler reaches the nodes over SSH (ssh counters, the
+	// static provider's hosts); nil for the defaults.
+	SSH      *sshx.Config `yaml:"ssh"`
+	Counters []*Counter   `yaml:"counters"`
+	Triggers []*Trigger   `yaml:"triggers"`
 
 	// ProviderConfig and BalancerConfig are the decoded plugin configs
 	// (BalancerConfig is nil without a load balancer).

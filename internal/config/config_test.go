@@ -64,7 +64,7 @@ func TestBadFiles(t *testing.T) {
 		{"unknown_keys.bad.yaml", []string{
 			`unknown_keys.bad.yaml:4: unknown key "lisen"; valid keys here: api_tokens, data_dir, database, listen, log_level, sample_retention, tick`,
 			`unknown_keys.bad.yaml:5: unknown key "sever"; valid keys here: clusters, server`,
-			`unknown_keys.bad.yaml:10: unknown key "minimum"; valid keys here: boot_timeout, counters, desired, health_check, load_balancer, max, min, name, provider, triggers, vars`,
+			`unknown_keys.bad.yaml:10: unknown key "minimum"; valid keys here: boot_timeout, counters, desired, health_check, load_balancer, max, min, name, provider, ssh, triggers, vars`,
 			// A plugin's keys list the section's common keys too.
 			`unknown_keys.bad.yaml:14: unknown key "comand"; valid keys here: command, dir, env, host, stop_timeout, type`,
 			`unknown_keys.bad.yaml:18: unknown key "listen_port"; valid keys here: drain_timeout, health_interval, health_timeout, listen, type, unhealthy_threshold`,

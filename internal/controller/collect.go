@@ -54,7 +54,7 @@ func (c *Controller) collectOnce(ctx context.Context, cl *cluster, k *config.Cou
 				continue
 			}
 			wg.Go(func() {
-				s := c.read(ctx, cl, k, src, counter.Target{Cluster: cl.cfg.Name, NodeID: n.ID, Address: n.Address, Vars: nodeVars(cl, n)}, now)
+				s := c.read(ctx, cl, k, src, counter.Target{Cluster: cl.cfg.Name, NodeID: n.ID, Address: n.Address, Vars: nodeVars(cl, n), Meta: n.Meta}, now)
 				s.Node = n.ID
 				mu.Lock()
 				nodeSamples = append(nodeSamples, s)

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 
 	"github.com/goscaler/goscaler/internal/plugin"
+	"github.com/goscaler/goscaler/internal/sshx"
 )
 
 // Scope says what one reading of a counter describes.
@@ -38,6 +39,9 @@ type Target struct {
 	// Vars are the template variables of the target (Cluster, NodeID, Address,
 	// Host, Port and the cluster's vars).
 	Vars map[string]string
+	// Meta holds the node's provider details (nil for a cluster-scoped
+	// reading), such as how to reach it over SSH (sshx.MetaHost, …).
+	Meta map[string]string
 }
 
 // Source reads a counter.
@@ -50,6 +54,16 @@ type Env struct {
 	Cluster string
 	Counter string
 	Logger  *slog.Logger
+	// SSH is the cluster's SSH connection pool, shared by all its counters
+	// and closed by the server; nil where the caller has none.
+	SSH *sshx.Pool
+}
+
+// ScopeChecker is implemented by configs that work in one scope only, or
+// need more settings in one of them. CheckScope says what is wrong with
+// using the source in scope (nil: nothing).
+type ScopeChecker interface {
+	CheckScope(scope Scope) error
 }
 
 // Config is a source's typed configuration; it is also its factory.
