@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -314,8 +315,9 @@ func (p *Pool) handshakeError(ctx context.Context, h *host, err error, algos []s
 		return changed
 	case errors.As(err, &unknown):
 		return unknown
-	case cut || ctx.Err() != nil:
-		return fmt.Errorf("%w: SSH handshake: %w", ErrConnect, timeoutSays(ctx.Err(), ctx, start))
+	case cut || ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded):
+		// The connection's deadline is the context's: it may fire first.
+		return fmt.Errorf("%w: SSH handshake: %w", ErrConnect, timeoutSays(context.DeadlineExceeded, ctx, start))
 	case strings.Contains(err.Error(), "unable to authenticate"):
 		what := "no key (set identity_files in the cluster's ssh section, or run an ssh-agent)"
 		if keys > 0 {
@@ -426,6 +428,7 @@ func (p *Pool) drop(h *host, c *ssh.Client, why error) {
 // session opens a session on h's connection, dialling it if needed. A
 // connection that fails to open one is dropped and dialled once more.
 func (p *Pool) session(ctx context.Context, h *host) (*ssh.Session, *ssh.Client, error) {
+	dropped := 0
 	for attempt := 0; ; attempt++ {
 		c, err := p.client(ctx, h)
 		if err != nil {
@@ -457,15 +460,32 @@ func (p *Pool) session(ctx context.Context, h *host) (*ssh.Session, *ssh.Client,
 		}
 		var refused *ssh.OpenChannelError
 		if errors.As(r.err, &refused) {
-			// The connection works; the server said no (its MaxSessions …).
-			return nil, nil, fmt.Errorf("the server refused a session: %w", r.err)
+			// The connection works; the server said no. sshd counts a
+			// session until it has processed its close, which may come in
+			// the same batch of packets as the next open: a short wait
+			// clears that, a real limit stays.
+			if attempt < refusedRetries && (refused.Reason == ssh.ConnectionFailed || refused.Reason == ssh.ResourceShortage) {
+				select {
+				case <-time.After(refusedWait << attempt):
+					continue
+				case <-ctx.Done():
+				}
+			}
+			return nil, nil, fmt.Errorf("the server refused a session (its MaxSessions may be below max_sessions): %w", r.err)
 		}
 		p.drop(h, c, r.err)
-		if attempt > 0 {
+		if dropped++; dropped > 1 {
 			return nil, nil, fmt.Errorf("%w: opening a session: %w", ErrConnect, r.err)
 		}
 	}
 }
+
+// A refused session is tried again refusedRetries times, after refusedWait,
+// then twice that, ….
+const (
+	refusedRetries = 3
+	refusedWait    = 20 * time.Millisecond
+)
 
 // HostStats is the state of one endpoint's connection.
 type HostStats struct {

@@ -167,6 +167,10 @@ MaxSessions 10
 MaxStartups 200:30:400
 LogLevel INFO
 Subsystem sftp internal-sftp
+# Debian's bash sources ~/.bashrc for SSH sessions when it is a top-level
+# shell; a developer's bashrc can take 100s of ms. SHLVL=1 makes the login
+# shell a second-level one, like the quick shell of a typical server.
+SetEnv SHLVL=1
 `
 
 // start runs sshd on h.Port (a free port of h.IP when it has none yet) and
@@ -295,6 +299,7 @@ func (h *Host) Stop() {
 	victims := append(descendants(pid), pid)
 	for _, p := range victims {
 		_ = syscall.Kill(p, syscall.SIGKILL)
+		_ = syscall.Kill(p, syscall.SIGCONT) // a frozen process dies once resumed
 	}
 	<-done
 	deadline := time.Now().Add(5 * time.Second)
@@ -302,6 +307,27 @@ func (h *Host) Stop() {
 		for alive(p) && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}
+	}
+}
+
+// Freeze stops (SIGSTOP) the host's sshd and every process it started: the
+// host still accepts TCP connections (the kernel does) but answers nothing,
+// like a machine that hangs. Thaw undoes it.
+func (h *Host) Freeze() { h.signalAll(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen host.
+func (h *Host) Thaw() { h.signalAll(syscall.SIGCONT) }
+
+func (h *Host) signalAll(sig syscall.Signal) {
+	h.mu.Lock()
+	cmd := h.cmd
+	h.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	pid := cmd.Process.Pid
+	for _, p := range append([]int{pid}, descendants(pid)...) {
+		_ = syscall.Kill(p, sig)
 	}
 }
 
