@@ -326,7 +326,7 @@ func (v *validator) counter(p string, k *Counter, seen map[string]bool) {
 	case counter.ScopeNode, counter.ScopeCluster:
 		if sc, ok := k.Source.(counter.ScopeChecker); ok {
 			if err := sc.CheckScope(k.Scope); err != nil {
-				v.at(p+".scope", "%v (scope is %s)", err, k.Scope)
+				v.at(p+".scope", "%v", err)
 			}
 		}
 	case "":
