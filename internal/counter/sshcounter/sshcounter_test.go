@@ -71,9 +71,15 @@ func TestReadsANumberOnEachNode(t *testing.T) {
 		{name: "shell line", cfg: Config{Shell: `echo "$SSH_CONNECTION" | cut -d' ' -f4`},
 			want: func(h *sshdtest.Host, _ string) float64 { return float64(h.Port) }},
 		{name: "command with a templated argument", cfg: Config{Command: []string{"sh", "-c", `echo "${1#web-}"`, "x", "{{.NodeID}}"}},
-			want: func(_ *sshdtest.Host, node string) float64 { n, _ := strconv.Atoi(strings.TrimPrefix(node, "web-")); return float64(n) }},
+			want: func(_ *sshdtest.Host, node string) float64 {
+				n, _ := strconv.Atoi(strings.TrimPrefix(node, "web-"))
+				return float64(n)
+			}},
 		{name: "environment", cfg: Config{Shell: `test "$GOSCALER_CLUSTER/$QUEUE" = web/jobs && echo "${GOSCALER_NODE#web-}.5"`, Env: map[string]string{"QUEUE": "{{.Queue}}"}},
-			want: func(_ *sshdtest.Host, node string) float64 { n, _ := strconv.Atoi(strings.TrimPrefix(node, "web-")); return float64(n) + 0.5 }},
+			want: func(_ *sshdtest.Host, node string) float64 {
+				n, _ := strconv.Atoi(strings.TrimPrefix(node, "web-"))
+				return float64(n) + 0.5
+			}},
 		{name: "surrounding blanks", cfg: Config{Shell: `printf '  -1.25e3 \n\n'`},
 			want: func(*sshdtest.Host, string) float64 { return -1250 }},
 	}
