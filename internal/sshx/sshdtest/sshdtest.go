@@ -217,6 +217,7 @@ func (h *Host) startOnce() error {
 		return err
 	}
 	defer func() { _ = logf.Close() }()
+	fmt.Fprintf(logf, "%s %s\n", startMarker, time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(Sshd, "-D", "-e", "-f", cfg)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -367,10 +368,17 @@ func (h *Host) Log() string {
 	return string(b)
 }
 
-// Logins counts the successful logins of the host's log: each is one SSH
-// connection.
+// startMarker starts the log of each run of sshd.
+const startMarker = "=== sshdtest: starting sshd"
+
+// Logins counts the successful logins since sshd last started: each is one
+// SSH connection.
 func (h *Host) Logins() int {
-	return strings.Count(h.Log(), "Accepted publickey for ")
+	log := h.Log()
+	if i := strings.LastIndex(log, startMarker); i >= 0 {
+		log = log[i:]
+	}
+	return strings.Count(log, "Accepted publickey for ")
 }
 
 // KnownHostsLine is the host's known_hosts line.
