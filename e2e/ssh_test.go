@@ -19,10 +19,10 @@ type sshCluster struct {
 	Name string
 	// Min and Desired default to the number of hosts (max is always that).
 	Min, Desired int
-	KnownHosts string
-	TOFU       bool
-	Counters   string // YAML of the counters list items
-	Triggers   string // YAML of the triggers list items, or ""
+	KnownHosts   string
+	TOFU         bool
+	Counters     string // YAML of the counters list items
+	Triggers     string // YAML of the triggers list items, or ""
 }
 
 // writeSSHConfig writes a server configuration with one cluster whose nodes
