@@ -487,6 +487,33 @@ const (
 	refusedWait    = 20 * time.Millisecond
 )
 
+// Forget closes the connection to ep and drops what the pool knows of it (a
+// removed node's host); with no user in ep, the connections of every user to
+// that host and port. Commands still running on them are cut off.
+func (p *Pool) Forget(ep Endpoint) {
+	anyUser := ep.User == ""
+	ep = p.Resolve(ep)
+	addr := net.JoinHostPort(ep.Host, strconv.Itoa(ep.Port))
+	p.mu.Lock()
+	var gone []*host
+	for key, h := range p.hosts {
+		if h.addr == addr && (anyUser || h.user == ep.User) {
+			gone = append(gone, h)
+			delete(p.hosts, key)
+		}
+	}
+	p.mu.Unlock()
+	for _, h := range gone {
+		h.mu.Lock()
+		c := h.client
+		h.client = nil
+		h.mu.Unlock()
+		if c != nil {
+			_ = c.Close()
+		}
+	}
+}
+
 // HostStats is the state of one endpoint's connection.
 type HostStats struct {
 	Endpoint  string `json:"endpoint"`

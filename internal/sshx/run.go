@@ -135,11 +135,12 @@ func (p *Pool) run(ctx context.Context, h *host, cmd string, opts RunOptions) (R
 		_ = s.Close()
 		t := time.NewTimer(closeWait)
 		select {
-		case <-waited:
+		case werr = <-waited:
 		case <-t.C:
 			p.drop(h, c, errors.New("a killed session did not close"))
-			<-waited
+			werr = <-waited
 		}
+		p.log.Debug("ssh command killed", "host", h.key, "wait", werr)
 		t.Stop()
 		res.fill(stdout, stderr, start)
 		return res, killed(ctx.Err(), time.Since(start))
@@ -211,12 +212,16 @@ func wrap(cmd string) string {
 
 // ShellQuote quotes s as one word for a POSIX shell.
 func ShellQuote(s string) string {
-	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:,@%+", r))
-	}) < 0 {
+	if s != "" && strings.IndexFunc(s, unsafeInShell) < 0 {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// unsafeInShell reports whether r needs quoting in a shell word.
+func unsafeInShell(r rune) bool {
+	safe := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:,@%+", r)
+	return !safe
 }
 
 // capped keeps the first max bytes written to it.

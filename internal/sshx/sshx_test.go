@@ -579,3 +579,27 @@ func TestUploadDownload(t *testing.T) {
 		t.Errorf("%d dials for three transfers, want 1", st.Dials)
 	}
 }
+
+// Forget closes a host's connections (of every user without one given) and
+// the next use dials again.
+func TestForget(t *testing.T) {
+	t.Parallel()
+	set := sshdtest.Start(t, 2)
+	p := newPool(t, set, nil)
+	for _, h := range set.Hosts {
+		if _, err := p.Run(ctxFor(t, 10*time.Second), endpoint(h), "true"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.Forget(endpoint(set.Hosts[0]))
+	st := p.Stats()
+	if len(st) != 1 || !strings.HasSuffix(st[0].Endpoint, set.Hosts[1].Addr) || !st[0].Connected {
+		t.Fatalf("after Forget of %s: %+v", set.Hosts[0].Addr, st)
+	}
+	if _, err := p.Run(ctxFor(t, 10*time.Second), endpoint(set.Hosts[0]), "true"); err != nil {
+		t.Fatal(err)
+	}
+	if n := set.Hosts[0].Logins(); n != 2 {
+		t.Errorf("%d logins to the forgotten host, want 2", n)
+	}
+}

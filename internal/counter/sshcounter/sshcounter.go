@@ -273,7 +273,7 @@ func (s *Source) endpoint(vars map[string]string, t counter.Target) (sshx.Endpoi
 		ep.Host = h
 	} else {
 		if t.NodeID == "" {
-			return ep, errors.New("no node to run on: a cluster-scoped ssh counter needs host:")
+			return ep, errors.New("no node to run on: set host, where a cluster-scoped ssh counter runs")
 		}
 		var err error
 		if ep, err = sshx.NodeEndpoint(t.Address, t.Meta); err != nil {

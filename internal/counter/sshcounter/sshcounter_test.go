@@ -123,7 +123,7 @@ func TestEndpointChoice(t *testing.T) {
 		t.Errorf("cluster scope with host: %v, %v", v, err)
 	}
 	_, err := read(t, source(t, &Config{Shell: port}, p), counter.Target{Cluster: "web"}, 5*time.Second)
-	if err == nil || !strings.Contains(err.Error(), "needs host:") {
+	if err == nil || !strings.Contains(err.Error(), "set host") {
 		t.Errorf("cluster scope without host: %v", err)
 	}
 	portOverride := source(t, &Config{Shell: port, Port: h1.Port}, p)

@@ -76,7 +76,7 @@ func Start(tb testing.TB, n int) *Set {
 		tb.Fatalf("sshdtest: ssh-keygen not found: install openssh-client (%v)", err)
 	}
 	// sshd refuses to start without its privilege separation directory.
-	if err := os.MkdirAll("/run/sshd", 0o755); err != nil && os.Geteuid() == 0 {
+	if err := os.MkdirAll("/run/sshd", 0o755); err != nil && os.Geteuid() == 0 { //nolint:gosec // sshd wants it like that
 		tb.Fatalf("sshdtest: creating /run/sshd: %v", err)
 	}
 	dir, err := os.MkdirTemp("", "sshdtest-")
@@ -93,7 +93,7 @@ func Start(tb testing.TB, n int) *Set {
 		}
 	})
 	// The key files must be private, or ssh tools refuse them.
-	if err := os.Chmod(dir, 0o700); err != nil {
+	if err := os.Chmod(dir, 0o700); err != nil { //nolint:gosec // a directory: it needs x
 		tb.Fatal(err)
 	}
 	s.ClientKey = filepath.Join(dir, "id_ed25519")
@@ -104,7 +104,7 @@ func Start(tb testing.TB, n int) *Set {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if err := os.WriteFile(s.AuthorizedKeys, pub, 0o600); err != nil {
+	if err := os.WriteFile(s.AuthorizedKeys, pub, 0o600); err != nil { //nolint:gosec // the test's own temporary directory
 		tb.Fatal(err)
 	}
 
