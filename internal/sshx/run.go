@@ -26,7 +26,8 @@ type RunOptions struct {
 	// Stdin, if set, is the command's standard input. Without it the command
 	// reads nothing, and runs under the wrapper that kills it when the
 	// session goes away (see wrap); with it, only the KILL signal sent when
-	// ctx ends stops it.
+	// ctx ends stops it, which OpenSSH honours for logins other than root
+	// (it has no privilege separation for root sessions).
 	Stdin io.Reader
 	// MaxStdout and MaxStderr cap what is kept of each stream (the rest is
 	// read and dropped); defaults DefaultMaxStdout and DefaultMaxStderr.
@@ -64,8 +65,9 @@ func (e *ExitError) Error() string {
 	return s
 }
 
-// Run runs cmd (a line for the remote user's shell) on ep and returns its
-// output. A command that exits non-zero returns its Result and an *ExitError.
+// Run runs cmd on ep with `sh -c` (started by the remote user's login
+// shell, which must understand POSIX single quotes: sh, bash, dash, zsh,
+// ksh) and returns its output. A command that exits non-zero returns its Result and an *ExitError.
 // When ctx ends first, the remote command is killed and the error wraps
 // ctx's. Every error is an *Error naming the endpoint.
 func (p *Pool) Run(ctx context.Context, ep Endpoint, cmd string) (Result, error) {
@@ -108,6 +110,7 @@ func (p *Pool) run(ctx context.Context, h *host, cmd string, opts RunOptions) (R
 	remote := cmd
 	if opts.Stdin != nil {
 		s.Stdin = opts.Stdin
+		remote = "sh -c " + ShellQuote(cmd)
 	} else {
 		// Held open and never written: the wrapper takes its end of file
 		// for the session's end.

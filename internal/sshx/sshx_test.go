@@ -109,6 +109,17 @@ func TestRunOutputAndExitStatus(t *testing.T) {
 	}
 }
 
+func TestStdin(t *testing.T) {
+	t.Parallel()
+	set := sshdtest.Start(t, 1)
+	p := newPool(t, set, nil)
+	res, err := p.RunWith(ctxFor(t, 20*time.Second), endpoint(set.Hosts[0]), "read a; read b; echo $((a+b))",
+		sshx.RunOptions{Stdin: strings.NewReader("3\n4\n")})
+	if err != nil || string(res.Stdout) != "7\n" {
+		t.Fatalf("%q, %v; want 7", res.Stdout, err)
+	}
+}
+
 func TestOutputIsCapped(t *testing.T) {
 	t.Parallel()
 	set := sshdtest.Start(t, 1)

@@ -38,9 +38,9 @@ func init() {
 // Command and Shell is set.
 type Config struct {
 	// Command is a program and its arguments; each element is a template
-	// over the target's vars, and is quoted for the remote shell.
+	// over the target's vars, and is quoted for the remote sh.
 	Command []string `yaml:"command" json:"command,omitempty"`
-	// Shell is a line for the remote user's shell (a template, not quoted:
+	// Shell is a line for sh on the host (a template, not quoted:
 	// pipes and redirections work).
 	Shell string `yaml:"shell" json:"shell,omitempty"`
 	// Env is extra environment for the command; values are templates.
@@ -81,7 +81,7 @@ func (c *Config) compile() (*Source, error) {
 	s := &Source{env: map[string]*plugin.Template{}, port: c.Port, user: c.User}
 	switch {
 	case len(c.Command) == 0 && c.Shell == "":
-		errs = append(errs, errors.New("command: set either command (a program and its arguments) or shell (a line for the remote shell)"))
+		errs = append(errs, errors.New("command: set either command (a program and its arguments) or shell (a line for sh on the host)"))
 	case len(c.Command) > 0 && c.Shell != "":
 		errs = append(errs, errors.New("shell: set either command or shell, not both"))
 	case c.Shell != "":
