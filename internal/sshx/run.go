@@ -107,7 +107,7 @@ func (p *Pool) run(ctx context.Context, h *host, cmd string, opts RunOptions) (R
 	stdout := &capped{max: cmp(opts.MaxStdout, DefaultMaxStdout)}
 	stderr := &capped{max: cmp(opts.MaxStderr, DefaultMaxStderr)}
 	s.Stdout, s.Stderr = stdout, stderr
-	remote := cmd
+	var remote string
 	if opts.Stdin != nil {
 		s.Stdin = opts.Stdin
 		remote = "sh -c " + ShellQuote(cmd)
