@@ -81,8 +81,8 @@ clusters:
 	return path
 }
 
-// sample is a counter reading as the API shows it.
-type sample struct {
+// sshSample is a counter reading as the API shows it.
+type sshSample struct {
 	Node      string    `json:"node"`
 	At        time.Time `json:"at"`
 	Value     float64   `json:"value"`
@@ -90,14 +90,14 @@ type sample struct {
 	Reporting int       `json:"reporting"`
 }
 
-type reading struct {
-	Aggregate sample   `json:"aggregate"`
-	Nodes     []sample `json:"nodes"`
+type sshReading struct {
+	Aggregate sshSample   `json:"aggregate"`
+	Nodes     []sshSample `json:"nodes"`
 }
 
 // readings returns the latest reading of every counter of a cluster.
-func (a *apiClient) readings(clusterName string) (map[string]reading, error) {
-	var out map[string]reading
+func (a *apiClient) readings(clusterName string) (map[string]sshReading, error) {
+	var out map[string]sshReading
 	path := "/api/v1/clusters/" + clusterName + "/counters"
 	code, data, err := a.do("GET", path, nil, &out)
 	if err == nil && code != 200 {
@@ -108,9 +108,9 @@ func (a *apiClient) readings(clusterName string) (map[string]reading, error) {
 
 // waitReading waits until the latest reading of counter, taken after since,
 // satisfies ok.
-func waitReading(t *testing.T, a *apiClient, clusterName, counter string, since time.Time, timeout time.Duration, ok func(reading) (bool, string)) reading {
+func waitReading(t *testing.T, a *apiClient, clusterName, counter string, since time.Time, timeout time.Duration, ok func(sshReading) (bool, string)) sshReading {
 	t.Helper()
-	var got reading
+	var got sshReading
 	waitFor(t, timeout, 200*time.Millisecond, "counter "+counter+" of "+clusterName, func() (bool, string) {
 		rs, err := a.readings(clusterName)
 		if err != nil {
@@ -118,7 +118,7 @@ func waitReading(t *testing.T, a *apiClient, clusterName, counter string, since 
 		}
 		r, found := rs[counter]
 		if !found || !r.Aggregate.At.After(since) {
-			return false, fmt.Sprintf("no reading after %s yet: %+v", since.Format(time.TimeOnly), r)
+			return false, fmt.Sprintf("no sshReading after %s yet: %+v", since.Format(time.TimeOnly), r)
 		}
 		got = r
 		return ok(r)
@@ -196,7 +196,7 @@ func TestSSHCounters(t *testing.T) {
 	hosts := nodeHosts(t, nodes, set)
 	start := time.Now()
 
-	r := waitReading(t, srv.api, name, "port", start, 30*time.Second, func(r reading) (bool, string) {
+	r := waitReading(t, srv.api, name, "port", start, 30*time.Second, func(r sshReading) (bool, string) {
 		return len(r.Nodes) == 3 && r.Aggregate.Error == "", fmt.Sprintf("%+v", r)
 	})
 	maxPort := 0
@@ -219,10 +219,10 @@ func TestSSHCounters(t *testing.T) {
 		}
 		wantSum += k
 	}
-	waitReading(t, srv.api, name, "nodenum", start, 30*time.Second, func(r reading) (bool, string) {
+	waitReading(t, srv.api, name, "nodenum", start, 30*time.Second, func(r sshReading) (bool, string) {
 		return r.Aggregate.Error == "" && r.Aggregate.Value == float64(wantSum) && r.Aggregate.Reporting == 3, fmt.Sprintf("%+v, want sum %d", r, wantSum)
 	})
-	waitReading(t, srv.api, name, "load", start, 30*time.Second, func(r reading) (bool, string) {
+	waitReading(t, srv.api, name, "load", start, 30*time.Second, func(r sshReading) (bool, string) {
 		return r.Aggregate.Error == "" && r.Aggregate.Reporting == 3 && r.Aggregate.Value >= 0, fmt.Sprintf("%+v", r)
 	})
 
@@ -237,7 +237,7 @@ func TestSSHCounters(t *testing.T) {
 
 	// More readings, still one connection per host.
 	later := time.Now()
-	waitReading(t, srv.api, name, "load", later.Add(3*time.Second), 30*time.Second, func(r reading) (bool, string) {
+	waitReading(t, srv.api, name, "load", later.Add(3*time.Second), 30*time.Second, func(r sshReading) (bool, string) {
 		return r.Aggregate.Error == "", fmt.Sprintf("%+v", r)
 	})
 	for _, h := range set.Hosts {
@@ -246,7 +246,7 @@ func TestSSHCounters(t *testing.T) {
 		}
 	}
 	var series struct {
-		Samples []sample `json:"samples"`
+		Samples []sshSample `json:"samples"`
 	}
 	srv.api.must("GET", "/api/v1/clusters/"+name+"/counters/port?since=1m", nil, &series, 200)
 	if len(series.Samples) < 3*4 {
@@ -280,7 +280,7 @@ func TestSSHHostKeyChangedIsRefused(t *testing.T) {
 	srv := startServer(t, cfg, addr, dataDir, "")
 	nodes := waitInService(t, srv.api, name, 2, 45*time.Second)
 	hosts := nodeHosts(t, nodes, set)
-	waitReading(t, srv.api, name, "one", time.Now(), 30*time.Second, func(r reading) (bool, string) {
+	waitReading(t, srv.api, name, "one", time.Now(), 30*time.Second, func(r sshReading) (bool, string) {
 		return r.Aggregate.Error == "" && r.Aggregate.Reporting == 2, fmt.Sprintf("%+v", r)
 	})
 	before, err := os.ReadFile(kh)
@@ -301,7 +301,7 @@ func TestSSHHostKeyChangedIsRefused(t *testing.T) {
 	changedAt := time.Now()
 	t.Logf("host %s (node %s) now has a new host key", victim.Addr, victimNode)
 
-	r := waitReading(t, srv.api, name, "one", changedAt, 30*time.Second, func(r reading) (bool, string) {
+	r := waitReading(t, srv.api, name, "one", changedAt, 30*time.Second, func(r sshReading) (bool, string) {
 		for _, s := range r.Nodes {
 			if s.Node == victimNode && strings.Contains(s.Error, "CHANGED") {
 				return true, ""
@@ -323,11 +323,11 @@ func TestSSHHostKeyChangedIsRefused(t *testing.T) {
 			}
 		}
 		if s.Value != 0 {
-			t.Errorf("a refused reading has the value %v", s.Value)
+			t.Errorf("a refused sshReading has the value %v", s.Value)
 		}
 	}
 	// Refused on every later reading too, never accepted.
-	waitReading(t, srv.api, name, "one", time.Now().Add(2*time.Second), 30*time.Second, func(r reading) (bool, string) {
+	waitReading(t, srv.api, name, "one", time.Now().Add(2*time.Second), 30*time.Second, func(r sshReading) (bool, string) {
 		for _, s := range r.Nodes {
 			if s.Node == victimNode {
 				return strings.Contains(s.Error, "CHANGED"), s.Error
@@ -392,7 +392,7 @@ func TestSSHNonNumericOutputIsAnError(t *testing.T) {
 
 	check := func(counter string, want ...string) {
 		t.Helper()
-		r := waitReading(t, srv.api, name, counter, start, 30*time.Second, func(r reading) (bool, string) {
+		r := waitReading(t, srv.api, name, counter, start, 30*time.Second, func(r sshReading) (bool, string) {
 			return len(r.Nodes) == 2, fmt.Sprintf("%+v", r)
 		})
 		for _, s := range r.Nodes {
@@ -403,7 +403,7 @@ func TestSSHNonNumericOutputIsAnError(t *testing.T) {
 				}
 			}
 			if s.Value != 0 {
-				t.Errorf("%s on node %s: a failed reading carries the value %v", counter, s.Node, s.Value)
+				t.Errorf("%s on node %s: a failed sshReading carries the value %v", counter, s.Node, s.Value)
 			}
 		}
 		if !strings.Contains(r.Aggregate.Error, "only 0 of 2 nodes reported") || r.Aggregate.Reporting != 0 {
@@ -427,7 +427,7 @@ func TestSSHNonNumericOutputIsAnError(t *testing.T) {
 	}
 	// The errors are in the history too.
 	var series struct {
-		Errors []sample `json:"errors"`
+		Errors []sshSample `json:"errors"`
 	}
 	srv.api.must("GET", "/api/v1/clusters/"+name+"/counters/words?since=1m", nil, &series, 200)
 	if len(series.Errors) < 4 {
@@ -463,7 +463,7 @@ func TestStaticHostsSurviveRestart(t *testing.T) {
 	srv.kill9()
 
 	srv = startServer(t, cfg, addr, dataDir, "")
-	waitReading(t, srv.api, name, "one", time.Now(), 30*time.Second, func(r reading) (bool, string) {
+	waitReading(t, srv.api, name, "one", time.Now(), 30*time.Second, func(r sshReading) (bool, string) {
 		return r.Aggregate.Error == "" && r.Aggregate.Reporting == 2, fmt.Sprintf("%+v", r)
 	})
 	all, err := srv.api.nodes(name, true)

@@ -9,6 +9,9 @@ import (
 	// Counter sources.
 	_ "github.com/goscaler/goscaler/internal/counter/exec"
 	_ "github.com/goscaler/goscaler/internal/counter/httpcounter"
+	_ "github.com/goscaler/goscaler/internal/counter/jmx"
+	_ "github.com/goscaler/goscaler/internal/counter/prometheus"
+	_ "github.com/goscaler/goscaler/internal/counter/rabbitmq"
 	_ "github.com/goscaler/goscaler/internal/counter/sshcounter"
 	// Load balancers.
 	_ "github.com/goscaler/goscaler/internal/lb/builtin"

@@ -144,7 +144,7 @@ func TestBadFiles(t *testing.T) {
 			`unknown_types.bad.yaml:6: unknown provider type "docker"; known types: process`,
 			`unknown_types.bad.yaml:7: unknown load balancer type "haproxy"; known types: builtin`,
 			`unknown_types.bad.yaml:8: health_check.type "grpc" is not one of http, tcp, none`,
-			`unknown_types.bad.yaml:10: unknown counter type "prometheus"; known types: exec, http`,
+			`unknown_types.bad.yaml:10: unknown counter type "snmp"; known types: exec, http`,
 			`unknown_types.bad.yaml:17: unknown action type "page_someone"; known types: deploy_node, local_script, remove_node`,
 		}},
 		{"listen_clash.bad.yaml", []string{

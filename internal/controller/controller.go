@@ -228,11 +228,17 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 }
 
-// Close stops the load balancers and closes the SSH connections.
+// Close stops the load balancers, closes the counter sources that hold
+// connections (an AMQP connection, idle HTTP connections) and the SSH pools.
 func (c *Controller) Close() {
 	for _, cl := range c.clusters {
 		if closer, ok := cl.bal.(interface{ Close() error }); ok {
 			_ = closer.Close()
+		}
+		for _, src := range cl.sources {
+			if closer, ok := src.(interface{ Close() error }); ok {
+				_ = closer.Close()
+			}
 		}
 		if cl.ssh != nil {
 			_ = cl.ssh.Close()

@@ -18,7 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math"
 	"net"
 	"regexp"
 	"slices"
@@ -165,7 +164,7 @@ var _ counter.Source = (*Source)(nil)
 // Read runs the command on the target's node and parses its trimmed stdout
 // as a number. Every error names the host and the command.
 func (s *Source) Read(ctx context.Context, t counter.Target) (float64, error) {
-	vars := targetVars(t)
+	vars := t.TemplateVars()
 	line, shown, err := s.render(vars, t)
 	if err != nil {
 		return 0, err
@@ -201,14 +200,9 @@ func parse(res sshx.Result) (float64, error) {
 		}
 		return 0, errors.New("empty output, expected a number on stdout")
 	}
-	v, err := strconv.ParseFloat(out, 64)
-	switch {
-	case errors.Is(err, strconv.ErrRange):
-		return 0, fmt.Errorf("output %q is out of range", sshx.Short(out, 100))
-	case err != nil:
-		return 0, fmt.Errorf("output %q is not a number", sshx.Short(out, 100))
-	case math.IsNaN(v) || math.IsInf(v, 0):
-		return 0, fmt.Errorf("output %q is not a finite number", sshx.Short(out, 100))
+	v, err := counter.ParseNumber(out)
+	if err != nil {
+		return 0, fmt.Errorf("output %w", err)
 	}
 	return v, nil
 }
@@ -287,16 +281,4 @@ func (s *Source) endpoint(vars map[string]string, t counter.Target) (sshx.Endpoi
 		ep.User = s.user
 	}
 	return ep, nil
-}
-
-// targetVars are the target's vars, completed with its own fields.
-func targetVars(t counter.Target) map[string]string {
-	vars := make(map[string]string, len(t.Vars)+3)
-	maps.Copy(vars, t.Vars)
-	for k, v := range map[string]string{"Cluster": t.Cluster, "NodeID": t.NodeID, "Address": t.Address} {
-		if _, ok := vars[k]; !ok && v != "" {
-			vars[k] = v
-		}
-	}
-	return vars
 }

@@ -148,7 +148,7 @@ func TestFailuresAreErrors(t *testing.T) {
 		want []string
 		is   error
 	}{
-		{name: "not a number", cfg: Config{Shell: "echo hello"}, want: []string{`output "hello" is not a number`}},
+		{name: "not a number", cfg: Config{Shell: "echo hello"}, want: []string{`output "hello" is not a number`}, is: counter.ErrNotANumber},
 		{name: "two numbers", cfg: Config{Shell: "echo 1 2"}, want: []string{`output "1 2" is not a number`}},
 		{name: "empty with stderr", cfg: Config{Shell: "echo 'queue down' >&2"}, want: []string{"empty output", "queue down"}},
 		{name: "exit status", cfg: Config{Shell: "echo 12; echo 'permission denied' >&2; exit 2"}, want: []string{"exit status 2: permission denied"}},
