@@ -12,6 +12,7 @@ import (
 	_ "github.com/goscaler/goscaler/internal/counter/jmx"
 	_ "github.com/goscaler/goscaler/internal/counter/prometheus"
 	_ "github.com/goscaler/goscaler/internal/counter/rabbitmq"
+	_ "github.com/goscaler/goscaler/internal/counter/sshcounter"
 	// Load balancers.
 	_ "github.com/goscaler/goscaler/internal/lb/builtin"
 	_ "github.com/goscaler/goscaler/internal/lb/haproxy"
@@ -19,4 +20,5 @@ import (
 	// Providers.
 	_ "github.com/goscaler/goscaler/internal/provider/openstack"
 	_ "github.com/goscaler/goscaler/internal/provider/process"
+	_ "github.com/goscaler/goscaler/internal/provider/static"
 )

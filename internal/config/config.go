@@ -29,6 +29,7 @@ import (
 	"github.com/goscaler/goscaler/internal/lb"
 	"github.com/goscaler/goscaler/internal/plugin"
 	"github.com/goscaler/goscaler/internal/provider"
+	"github.com/goscaler/goscaler/internal/sshx"
 )
 
 // Defaults.
@@ -113,6 +114,9 @@ type Cluster struct {
 	// ScaleInStabilization is the window whose highest recommendation a
 	// policy scale-in may not go below.
 	ScaleInStabilization *plugin.Duration `yaml:"scale_in_stabilization"`
+	// SSH is how goscaler reaches the nodes over SSH (ssh counters, the
+	// static provider's hosts); nil for the defaults.
+	SSH *sshx.Config `yaml:"ssh"`
 
 	// ProviderConfig and BalancerConfig are the decoded plugin configs
 	// (BalancerConfig is nil without a load balancer).

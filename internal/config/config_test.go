@@ -20,10 +20,12 @@ import (
 	"github.com/goscaler/goscaler/internal/counter"
 	"github.com/goscaler/goscaler/internal/counter/exec"
 	"github.com/goscaler/goscaler/internal/counter/httpcounter"
+	"github.com/goscaler/goscaler/internal/counter/sshcounter"
 	"github.com/goscaler/goscaler/internal/demo"
 	"github.com/goscaler/goscaler/internal/lb/builtin"
 	"github.com/goscaler/goscaler/internal/plugin"
 	"github.com/goscaler/goscaler/internal/provider/process"
+	"github.com/goscaler/goscaler/internal/provider/static"
 )
 
 // noTokenEnv skips a test whose outcome depends on GOSCALER_API_TOKENS being
@@ -64,7 +66,7 @@ func TestBadFiles(t *testing.T) {
 		{"unknown_keys.bad.yaml", []string{
 			`unknown_keys.bad.yaml:4: unknown key "lisen"; valid keys here: api_tokens, data_dir, database, listen, log_level, orphans, reconcile_interval, sample_retention, tick`,
 			`unknown_keys.bad.yaml:5: unknown key "sever"; valid keys here: clusters, server`,
-			`unknown_keys.bad.yaml:10: unknown key "minimum"; valid keys here: boot_timeout, counters, desired, health_check, load_balancer, max, min, name, policies, provider, scale_in_cooldown, scale_in_stabilization, scale_out_cooldown, triggers, vars, warmup`,
+			`unknown_keys.bad.yaml:10: unknown key "minimum"; valid keys here: boot_timeout, counters, desired, health_check, load_balancer, max, min, name, policies, provider, scale_in_cooldown, scale_in_stabilization, scale_out_cooldown, ssh, triggers, vars, warmup`,
 			// A plugin's keys list the section's common keys too.
 			`unknown_keys.bad.yaml:14: unknown key "comand"; valid keys here: command, dir, env, host, stop_timeout, type`,
 			`unknown_keys.bad.yaml:18: unknown key "listen_port"; valid keys here: drain_timeout, health_interval, health_timeout, listen, type, unhealthy_threshold`,
@@ -232,6 +234,19 @@ func TestBadFiles(t *testing.T) {
 			`policies.bad.yaml:52: unknown key "horizon"; valid keys here: confidence, counter, forecast_only, history_days, lead, name, per_node, target, type`,
 			`policies.bad.yaml:53: policy name "Bad Name" must be lowercase letters, digits, dashes or underscores`,
 			`policies.bad.yaml:57: policy "Bad Name": duration applies to min: and max:; desired: is set once at each firing`,
+		}},
+		{"ssh.bad.yaml", []string{
+			`ssh.bad.yaml:7: ssh.port: 99999 is not a TCP port`,
+			`ssh.bad.yaml:8: ssh.max_sessions: 100 is outside 1..64`,
+			`ssh.bad.yaml:9: ssh.passphrase_env: "my secret" is not an environment variable name`,
+			`ssh.bad.yaml:10: ssh.connect_timeout: 1ms is too short`,
+			`ssh.bad.yaml:11: unknown key "identiy_files"; valid keys here: agent, connect_timeout, identity_files, idle_timeout, keepalive_interval, known_hosts, max_sessions, passphrase_env, port, trust_on_first_use, user`,
+			`ssh.bad.yaml:14: hosts[1]: host 10.0.0.1 is listed twice (also hosts[0])`,
+			`ssh.bad.yaml:14: hosts[2]: address: "10.0.0.3:22" is not a host name or IP address (give the SSH port as port:)`,
+			`ssh.bad.yaml:21: host: a cluster-scoped ssh counter needs host: (where to run the command)`,
+			`ssh.bad.yaml:23: command: set either command`,
+			`ssh.bad.yaml:25: port: -1 is not a TCP port`,
+			`ssh.bad.yaml:27: max (3) is more than the 2 host(s) the static provider lists: lower max or list more hosts`,
 		}},
 		{"many_problems.bad.yaml", []string{
 			`many_problems.bad.yaml:3: server.log_level "chatty" is not one of debug, info, warn, error`,
@@ -840,5 +855,33 @@ func TestActionParamsJSON(t *testing.T) {
 	}
 	if got["timeout"] != "30s" || got["idempotent"] != true || got["dir"] != "/tmp" {
 		t.Errorf("ParamsJSON() = %s", a.ParamsJSON())
+	}
+}
+
+// TestSSHExample checks that the ssh section, the static provider and the
+// ssh counters of ssh.good.yaml reach their fields.
+func TestSSHExample(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.Load("testdata/ssh.good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := cfg.Clusters[0]
+	s := cl.SSH
+	if s == nil || s.User != "deploy" || s.Port != 2222 || len(s.IdentityFiles) != 1 || s.PassphraseEnv != "GOSCALER_SSH_PASSPHRASE" ||
+		s.Agent == nil || *s.Agent || s.KnownHosts != "/etc/goscaler/known_hosts" || !s.TrustOnFirstUse ||
+		s.ConnectTimeout.D() != 5*time.Second || s.MaxSessions != 4 || s.KeepaliveInterval.D() != 10*time.Second || s.IdleTimeout.D() != 2*time.Minute {
+		t.Errorf("ssh section %+v", s)
+	}
+	st, ok := cl.ProviderConfig.(*static.Config)
+	if !ok || st.ServicePort != 8080 || len(st.Hosts) != 3 || st.Hosts[1].User != "admin" || st.Hosts[2].ServicePort != 9090 {
+		t.Errorf("static provider %+v", cl.ProviderConfig)
+	}
+	queue := cl.Counter("queue")
+	if src, ok := queue.Source.(*sshcounter.Config); !ok || src.Host != "db1.example.com:2200" || queue.Scope != counter.ScopeCluster {
+		t.Errorf("queue counter %+v", queue)
+	}
+	if load := cl.Counter("load"); load.Scope != counter.ScopeNode {
+		t.Errorf("an ssh counter's default scope is %q, want node", load.Scope)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/goscaler/goscaler/internal/lb"
 	"github.com/goscaler/goscaler/internal/plugin"
 	"github.com/goscaler/goscaler/internal/provider"
+	"github.com/goscaler/goscaler/internal/sshx"
 )
 
 // ErrorList is every problem of one configuration file.
@@ -212,6 +213,10 @@ func (v *validator) cluster(p string, cl *Cluster, names map[string]int, listens
 			v.plugin(p+".provider.type", err, pluginKeys)
 		} else {
 			cl.ProviderConfig = cfg
+			if c, ok := cfg.(provider.Capacity); ok && cl.Max > c.MaxMachines() && !v.bad(p+".max") {
+				v.at(p+".max", "max (%d) is more than the %d host(s) the %s provider lists: lower max or list more hosts",
+					cl.Max, c.MaxMachines(), cl.Provider.Type)
+			}
 		}
 	}
 	if cl.LoadBalancer != nil && !v.bad(p+".load_balancer") {
@@ -242,6 +247,9 @@ func (v *validator) cluster(p string, cl *Cluster, names map[string]int, listens
 	if h.Timeout > h.Interval && !v.bad(p+".health_check.interval") {
 		v.at(p+".health_check.timeout", "health_check.timeout (%s) is longer than its interval (%s): lower timeout or raise interval", h.Timeout, h.Interval)
 	}
+	if cl.SSH != nil && !v.bad(p+".ssh") {
+		v.ssh(p+".ssh", cl.SSH)
+	}
 	for k, val := range cl.Vars {
 		if _, err := plugin.ParseTemplate(val); err != nil {
 			v.at(p+".vars."+k, "vars.%s: %v", k, err)
@@ -257,6 +265,15 @@ func (v *validator) cluster(p string, cl *Cluster, names map[string]int, listens
 		v.trigger(fmt.Sprintf("%s.triggers[%d]", p, i), i, t, counters, triggers)
 	}
 	v.policies(p, cl, counters)
+}
+
+// ssh records the problems of a cluster's ssh section at their keys.
+func (v *validator) ssh(p string, c *sshx.Config) {
+	for _, e := range plugin.Flatten(c.Validate()) {
+		msg := e.Error()
+		key := msg[:strings.IndexFunc(msg+":", func(r rune) bool { return r == ':' || r == '[' })]
+		v.at(p+"."+key, "ssh.%s", msg)
+	}
 }
 
 // itemError names the list item at path ("counters[0]: …") in err, the
@@ -315,7 +332,13 @@ func (v *validator) counter(p string, k *Counter, seen map[string]bool) {
 		}
 	}
 	switch k.Scope {
-	case counter.ScopeNode, counter.ScopeCluster, "":
+	case counter.ScopeNode, counter.ScopeCluster:
+		if sc, ok := k.Source.(counter.ScopeChecker); ok {
+			if err := sc.CheckScope(k.Scope); err != nil {
+				v.at(p+".scope", "%v", err)
+			}
+		}
+	case "":
 	default:
 		v.at(p+".scope", "scope %q is not node or cluster", k.Scope)
 	}

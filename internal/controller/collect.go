@@ -62,7 +62,7 @@ func (c *Controller) collectOnce(ctx context.Context, cl *cluster, k *config.Cou
 			}
 			wg.Go(func() {
 				s := c.read(ctx, cl, k, src, counter.Target{Cluster: cl.cfg.Name, NodeID: n.ID, Address: n.Address,
-					Vars: nodeVars(cl, n), InService: len(nodes)}, now)
+					Vars: nodeVars(cl, n), InService: len(nodes), Meta: n.Meta}, now)
 				s.Node = n.ID
 				mu.Lock()
 				nodeSamples = append(nodeSamples, s)

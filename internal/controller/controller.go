@@ -26,6 +26,7 @@ import (
 	"github.com/goscaler/goscaler/internal/lb"
 	"github.com/goscaler/goscaler/internal/policy"
 	"github.com/goscaler/goscaler/internal/provider"
+	"github.com/goscaler/goscaler/internal/sshx"
 	"github.com/goscaler/goscaler/internal/store"
 )
 
@@ -76,6 +77,9 @@ type cluster struct {
 	triggers map[string]*policy.Threshold
 	health   *healthChecker
 	pol      *policies // nil without policies
+	// ssh is the cluster's SSH pool: one connection per node, shared by
+	// the provider, the counters and the actions.
+	ssh *sshx.Pool
 
 	// mu serialises this server's changes to the cluster's size.
 	mu sync.Mutex
@@ -135,13 +139,24 @@ func New(ctx context.Context, opts Options) (*Controller, error) {
 
 func (c *Controller) buildCluster(ctx context.Context, cc *config.Cluster) (*cluster, error) {
 	log := c.log.With("cluster", cc.Name)
-	prov, err := cc.ProviderConfig.New(provider.Env{Owner: c.opts.Owner, DataDir: c.opts.DataDir, Logger: log})
+	var sshCfg sshx.Config
+	if cc.SSH != nil {
+		sshCfg = *cc.SSH
+	}
+	pool, err := sshx.NewPool(sshCfg, sshx.Options{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("cluster %q: %w", cc.Name, err)
+	}
+	cl := &cluster{cfg: cc, ssh: pool, sources: map[string]counter.Source{},
+		triggers: map[string]*policy.Threshold{}, latest: map[string]CounterReading{}, lastFiring: map[string]int64{},
+		noted: map[string]notedEntry{}}
+	// Registered before anything can fail, so that Close closes the pool.
+	c.clusters[cc.Name] = cl
+	prov, err := cc.ProviderConfig.New(provider.Env{Cluster: cc.Name, Owner: c.opts.Owner, DataDir: c.opts.DataDir, Logger: log, SSH: pool})
 	if err != nil {
 		return nil, fmt.Errorf("cluster %q: provider %s: %w", cc.Name, cc.Provider.Type, err)
 	}
-	cl := &cluster{cfg: cc, prov: prov, sources: map[string]counter.Source{},
-		triggers: map[string]*policy.Threshold{}, latest: map[string]CounterReading{}, lastFiring: map[string]int64{},
-		noted: map[string]notedEntry{}}
+	cl.prov = prov
 	if cc.BalancerConfig != nil {
 		path := ""
 		if cc.HealthCheck.Type == "http" {
@@ -154,7 +169,7 @@ func (c *Controller) buildCluster(ctx context.Context, cc *config.Cluster) (*clu
 		cl.bal = bal
 	}
 	for _, k := range cc.Counters {
-		src, err := k.Source.New(counter.Env{Cluster: cc.Name, Counter: k.Name, Logger: log})
+		src, err := k.Source.New(counter.Env{Cluster: cc.Name, Counter: k.Name, Logger: log, SSH: pool})
 		if err != nil {
 			return nil, fmt.Errorf("cluster %q: counter %q: %w", cc.Name, k.Name, err)
 		}
@@ -236,8 +251,8 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 }
 
-// Close stops the load balancers and closes the counter sources that hold
-// connections (an AMQP connection, idle HTTP connections).
+// Close stops the load balancers, closes the counter sources that hold
+// connections (an AMQP connection, idle HTTP connections) and the SSH pools.
 func (c *Controller) Close() {
 	for _, cl := range c.clusters {
 		if closer, ok := cl.bal.(interface{ Close() error }); ok {
@@ -247,6 +262,9 @@ func (c *Controller) Close() {
 			if closer, ok := src.(interface{ Close() error }); ok {
 				_ = closer.Close()
 			}
+		}
+		if cl.ssh != nil {
+			_ = cl.ssh.Close()
 		}
 	}
 }

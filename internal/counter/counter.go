@@ -17,6 +17,7 @@ import (
 	"maps"
 
 	"github.com/goscaler/goscaler/internal/plugin"
+	"github.com/goscaler/goscaler/internal/sshx"
 )
 
 // Scope says what one reading of a counter describes.
@@ -44,6 +45,9 @@ type Target struct {
 	// started. Sources that report a value per node ("messages per worker")
 	// divide by it. Zero means none, or a caller that does not count them.
 	InService int
+	// Meta holds the node's provider details (nil for a cluster-scoped
+	// reading), such as how to reach it over SSH (sshx.MetaHost, …).
+	Meta map[string]string
 }
 
 // TemplateVars are the target's Vars, completed with Cluster, NodeID and
@@ -69,6 +73,16 @@ type Env struct {
 	Cluster string
 	Counter string
 	Logger  *slog.Logger
+	// SSH is the cluster's SSH connection pool, shared by all its counters
+	// and closed by the server; nil where the caller has none.
+	SSH *sshx.Pool
+}
+
+// ScopeChecker is implemented by configs that work in one scope only, or
+// need more settings in one of them. CheckScope says what is wrong with
+// using the source in scope (nil: nothing).
+type ScopeChecker interface {
+	CheckScope(scope Scope) error
 }
 
 // Config is a source's typed configuration; it is also its factory.

@@ -25,6 +25,7 @@ import (
 	"log/slog"
 
 	"github.com/goscaler/goscaler/internal/plugin"
+	"github.com/goscaler/goscaler/internal/sshx"
 )
 
 // Sentinel errors; wrap them with %w and test with errors.Is.
@@ -67,7 +68,10 @@ type Machine struct {
 	State   MachineState
 	// Reason explains State when it is not running (exit status, …).
 	Reason string
-	// Meta holds provider details worth storing (pid, start time, …).
+	// Meta holds provider details worth storing (pid, start time, …). A
+	// provider that knows how to reach the machine over SSH, when that is not
+	// the host of Address with the cluster's SSH settings, says so with
+	// sshx.MetaHost, sshx.MetaPort and sshx.MetaUser.
 	Meta map[string]string
 }
 
@@ -86,11 +90,22 @@ type Provider interface {
 
 // Env is what a provider gets from the server when it is built.
 type Env struct {
+	// Cluster is the cluster the provider serves.
+	Cluster string
 	// Owner tags every machine with the goscaler installation that made it.
 	Owner string
 	// DataDir is a directory the provider may write to (logs, state).
 	DataDir string
 	Logger  *slog.Logger
+	// SSH is the cluster's SSH connection pool (its default port and user
+	// too); nil where the caller has none.
+	SSH *sshx.Pool
+}
+
+// Capacity is implemented by configs that can make a bounded number of
+// machines (a static list of hosts): the cluster's max must not exceed it.
+type Capacity interface {
+	MaxMachines() int
 }
 
 // Config is a provider's typed configuration; it is also its factory.
