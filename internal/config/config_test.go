@@ -141,7 +141,7 @@ func TestBadFiles(t *testing.T) {
 		{"unknown_types.bad.yaml", []string{
 			`unknown_types.bad.yaml:6: unknown provider type "docker"; known types: process`,
 			`unknown_types.bad.yaml:7: unknown load balancer type "haproxy"; known types: builtin`,
-			`unknown_types.bad.yaml:8: health_check.type "grpc" is not one of http, tcp, none`,
+			`unknown_types.bad.yaml:8: health_check.type "grpc" is not one of http, tcp, load_balancer, none`,
 			`unknown_types.bad.yaml:10: unknown counter type "prometheus"; known types: exec, http`,
 			`unknown_types.bad.yaml:17: unknown action type "page_someone"; known types: deploy_node, local_script, remove_node`,
 		}},
@@ -161,6 +161,9 @@ func TestBadFiles(t *testing.T) {
 			`health_check.bad.yaml:7: health_check.path "healthz" must start with /`,
 			`health_check.bad.yaml:9: health_check.timeout (5s) is longer than its interval (2s): lower timeout or raise interval`,
 			`health_check.bad.yaml:10: health_check.unhealthy_threshold must be at least 1`,
+		}},
+		{"health_lb.bad.yaml", []string{
+			`health_lb.bad.yaml:6: health_check.type load_balancer needs a load_balancer that checks its nodes (elb, elbv2): add one or use http or tcp`,
 		}},
 		{"syntax.bad.yaml", []string{
 			// The { opens on line 4; yaml.v3 alone says line 3.

@@ -64,7 +64,7 @@ func (c *Controller) adopt(ctx context.Context, cl *cluster) error {
 		if n.State == store.NodeInService {
 			c.log.Info("adopted node", "cluster", name, "node", n.ID, "machine", m.ID)
 			if cl.bal != nil && !n.Maintenance {
-				if err := cl.bal.Register(ctx, lb.Backend{NodeID: n.ID, Address: n.Address}); err != nil {
+				if err := cl.bal.Register(ctx, backend(n)); err != nil {
 					return fmt.Errorf("node %s: registering adopted node: %w", n.ID, err)
 				}
 			}
@@ -285,7 +285,7 @@ func (c *Controller) nodeFailed(ctx context.Context, cl *cluster, n store.Node, 
 	if cl.bal != nil {
 		// Out of rotation at once; the terminate job drains what is left.
 		go func() {
-			_ = cl.bal.Deregister(context.WithoutCancel(ctx), lb.Backend{NodeID: n.ID, Address: n.Address})
+			_ = cl.bal.Deregister(context.WithoutCancel(ctx), backend(n))
 		}()
 	}
 	if _, err := c.setState(ctx, n, store.NodeFailed, reason); err != nil {
@@ -325,7 +325,7 @@ func (c *Controller) healthLoop(ctx context.Context, cl *cluster) {
 				continue
 			}
 			wg.Go(func() {
-				err := cl.health.check(ctx, n.Address)
+				err := cl.health.check(ctx, backend(n))
 				if fails := cl.health.record(n.Address, err); fails >= hc.UnhealthyThreshold && ctx.Err() == nil {
 					cl.health.forget(n.Address)
 					reason := fmt.Sprintf("health check failed %d times in a row: %v", fails, err)
@@ -369,8 +369,11 @@ func (c *Controller) housekeeping(ctx context.Context) {
 type healthChecker struct {
 	cfg    config.HealthCheck
 	client *http.Client
-	mu     sync.Mutex
-	fails  map[string]int
+	// reporter is the cluster's load balancer when the health check is its
+	// view of the node (type load_balancer), else nil.
+	reporter lb.HealthReporter
+	mu       sync.Mutex
+	fails    map[string]int
 }
 
 func newHealthChecker(cfg config.HealthCheck) *healthChecker {
@@ -380,13 +383,19 @@ func newHealthChecker(cfg config.HealthCheck) *healthChecker {
 	}}
 }
 
-// check runs the health check once against address.
-func (h *healthChecker) check(ctx context.Context, address string) error {
+// check runs the health check once against a node.
+func (h *healthChecker) check(ctx context.Context, b lb.Backend) error {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout.D())
 	defer cancel()
+	address := b.Address
 	switch h.cfg.Type {
 	case "none":
 		return nil
+	case config.HealthLoadBalancer:
+		if h.reporter == nil {
+			return errors.New("health check by the load balancer, but the cluster's balancer reports no health")
+		}
+		return h.reporter.BackendHealth(ctx, b)
 	case "tcp":
 		var d net.Dialer
 		conn, err := d.DialContext(ctx, "tcp", address)
