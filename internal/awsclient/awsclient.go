@@ -191,7 +191,8 @@ func Message(err error) string {
 // answer, a timeout, a connection error, the retry quota or attempts
 // exhausted on such an error. Context cancellation is not transient.
 func Transient(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) || NoCredentials(err) {
+	var invalid *smithy.InvalidParamsError
+	if err == nil || errors.Is(err, context.Canceled) || NoCredentials(err) || errors.As(err, &invalid) {
 		return false
 	}
 	if code, ok := Code(err); ok {
@@ -204,12 +205,9 @@ func Transient(err error) bool {
 		}
 		return Status(err) >= 500
 	}
-	if Status(err) >= 500 {
-		return true
-	}
-	// No answer: a connection error, a timeout, or the deadline of ctx.
-	var re *awshttp.ResponseError
-	return !errors.As(err, &re)
+	// A 5xx answer, or none: a connection error, a timeout, the deadline of ctx.
+	s := Status(err)
+	return s == 0 || s >= 500
 }
 
 // NoCredentials reports whether err is the SDK failing to find or refresh

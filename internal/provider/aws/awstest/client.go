@@ -1,9 +1,15 @@
 package awstest
 
 import (
+	"context"
+	"testing"
+
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancing"
+	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 
 	"github.com/goscaler/goscaler/internal/awsclient"
 	"github.com/goscaler/goscaler/internal/plugin"
@@ -25,7 +31,6 @@ func LoadOptions(region string) []func(*config.LoadOptions) error {
 		config.WithRegion(region),
 		config.WithSharedConfigFiles([]string{}),
 		config.WithSharedCredentialsFiles([]string{}),
-		config.WithSharedConfigProfile("default"),
 		config.WithEC2IMDSClientEnableState(imds.ClientDisabled),
 	}
 }
@@ -54,4 +59,38 @@ func (e Env) Environ() []string {
 		"AWS_SHARED_CREDENTIALS_FILE=/dev/null",
 		"AWS_EC2_METADATA_DISABLED=true",
 	}
+}
+
+// EC2 is an SDK client for e, for tests that set up or inspect what the
+// code under test made (a launch template, volume tags, …).
+func (e Env) EC2(t testing.TB) *ec2.Client {
+	t.Helper()
+	s := e.Settings()
+	cfg, err := s.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ec2.NewFromConfig(cfg, func(o *ec2.Options) { o.BaseEndpoint = s.BaseEndpoint() })
+}
+
+// ELB is a classic Elastic Load Balancing client for e.
+func (e Env) ELB(t testing.TB) *elb.Client {
+	t.Helper()
+	s := e.Settings()
+	cfg, err := s.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return elb.NewFromConfig(cfg, func(o *elb.Options) { o.BaseEndpoint = s.BaseEndpoint() })
+}
+
+// ELBv2 is an Elastic Load Balancing v2 client for e.
+func (e Env) ELBv2(t testing.TB) *elbv2.Client {
+	t.Helper()
+	s := e.Settings()
+	cfg, err := s.Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return elbv2.NewFromConfig(cfg, func(o *elbv2.Options) { o.BaseEndpoint = s.BaseEndpoint() })
 }
