@@ -114,7 +114,9 @@ func (s *Server) Targets(arn string) []Target {
 	for k, m := range tg.targets {
 		out = append(out, Target{ID: k.id, Port: k.port, Draining: !m.deregAt.IsZero()})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID || out[i].ID == out[j].ID && out[i].Port < out[j].Port })
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].ID < out[j].ID || out[i].ID == out[j].ID && out[i].Port < out[j].Port
+	})
 	return out
 }
 

@@ -729,7 +729,7 @@ const (
 // Env is where a test sends its AWS calls: the in-process fake (Fake set) or
 // an external endpoint.
 type Env struct {
-	Endpoint, Region                          string
+	Endpoint, Region                           string
 	ImageID, SubnetID, SecurityGroup, InstType string
 	// Fake is the in-process server; nil for an external endpoint.
 	Fake *Server
