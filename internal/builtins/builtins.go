@@ -11,6 +11,9 @@ import (
 	_ "github.com/goscaler/goscaler/internal/counter/httpcounter"
 	// Load balancers.
 	_ "github.com/goscaler/goscaler/internal/lb/builtin"
+	_ "github.com/goscaler/goscaler/internal/lb/elb"
+	_ "github.com/goscaler/goscaler/internal/lb/elbv2"
 	// Providers.
+	_ "github.com/goscaler/goscaler/internal/provider/aws"
 	_ "github.com/goscaler/goscaler/internal/provider/process"
 )
