@@ -357,7 +357,7 @@ func TestErrorsAreTyped(t *testing.T) {
 				t.Fatalf("Create = %v, want %v", err, tc.want)
 			}
 			for _, other := range []error{provider.ErrCapacity, provider.ErrQuota, provider.ErrTransient, provider.ErrConfig, provider.ErrNotFound} {
-				if other != tc.want && errors.Is(err, other) {
+				if !errors.Is(tc.want, other) && errors.Is(err, other) {
 					t.Errorf("error %v is also %v", err, other)
 				}
 			}

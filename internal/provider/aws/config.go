@@ -150,7 +150,7 @@ func (c *Config) compile() (compiled, error) {
 	if lt := c.LaunchTemplate; lt != nil {
 		switch {
 		case lt.ID == "" && lt.Name == "":
-			errs = append(errs, errors.New("launch_template: give its id: or its name:"))
+			errs = append(errs, errors.New("launch_template: give its id: or its name: (one of them)"))
 		case lt.ID != "" && lt.Name != "":
 			errs = append(errs, errors.New("launch_template: give its id: or its name:, not both"))
 		case lt.ID != "" && !templateRe.MatchString(lt.ID):

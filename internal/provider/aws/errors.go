@@ -43,7 +43,7 @@ func matches(code string, list []string) bool {
 
 // Classify maps an error of the SDK to a provider sentinel (nil when none
 // fits) and a hint for the operator ("" when the error says it all).
-func Classify(err error) (error, string) {
+func Classify(err error) (sentinel error, hint string) { //nolint:staticcheck // the sentinel is the result, not a failure
 	if err == nil {
 		return nil, ""
 	}

@@ -19,20 +19,23 @@ import (
 // emulators such as moto.
 const (
 	AccessKeyID     = "AKIDGOSCALERTEST0001"
-	SecretAccessKey = "goscaler-test-secret"
+	SecretAccessKey = "goscaler-test-secret" //nolint:gosec // a fake key for the fake endpoint
 )
 
 // LoadOptions isolate an SDK configuration from the machine it runs on:
-// static fake credentials, the test region, no shared config or credentials
+// static fake credentials, the test region (if not ""), no shared config or credentials
 // files, no instance metadata service. Nothing can reach a real account.
 func LoadOptions(region string) []func(*config.LoadOptions) error {
-	return []func(*config.LoadOptions) error{
+	opts := []func(*config.LoadOptions) error{
 		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(AccessKeyID, SecretAccessKey, "")),
-		config.WithRegion(region),
 		config.WithSharedConfigFiles([]string{}),
 		config.WithSharedCredentialsFiles([]string{}),
 		config.WithEC2IMDSClientEnableState(imds.ClientDisabled),
 	}
+	if region != "" {
+		opts = append(opts, config.WithRegion(region))
+	}
+	return opts
 }
 
 // Settings are connection settings for e: its endpoint and region, the

@@ -251,6 +251,13 @@ func (s *Server) FailNext(action string, n int, f Fault) {
 	}
 }
 
+// ClearFaults drops the faults FailNext queued and not served yet.
+func (s *Server) ClearFaults() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failNext = map[string][]Fault{}
+}
+
 // Inject adds a hook that sees every call (after FailNext's faults) and
 // returns the fault to serve, or nil to serve it normally.
 func (s *Server) Inject(hook func(Call) *Fault) {
