@@ -497,9 +497,16 @@ func (c *Config) applyDefaults() {
 		}
 		if h.Interval == 0 {
 			h.Interval = plugin.Duration(2 * 1e9)
+			if h.Type == HealthLoadBalancer {
+				// One API call per node and interval: spare the cloud's rate limits.
+				h.Interval = plugin.Duration(10 * 1e9)
+			}
 		}
 		if h.Timeout == 0 {
 			h.Timeout = plugin.Duration(1e9)
+			if h.Type == HealthLoadBalancer {
+				h.Timeout = plugin.Duration(5 * 1e9)
+			}
 		}
 		if h.UnhealthyThreshold == 0 {
 			h.UnhealthyThreshold = 3

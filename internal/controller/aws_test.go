@@ -5,15 +5,20 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/goscaler/goscaler/internal/config"
 	"github.com/goscaler/goscaler/internal/lb"
 	"github.com/goscaler/goscaler/internal/lb/elbv2"
+	lbfake "github.com/goscaler/goscaler/internal/lb/fake"
 	"github.com/goscaler/goscaler/internal/provider"
 	paws "github.com/goscaler/goscaler/internal/provider/aws"
 	"github.com/goscaler/goscaler/internal/provider/aws/awstest"
+	pfake "github.com/goscaler/goscaler/internal/provider/fake"
 	"github.com/goscaler/goscaler/internal/store"
+	"github.com/goscaler/goscaler/internal/store/sqlstore"
 )
 
 // The aws provider and the elbv2 balancer as the controller builds them from
@@ -170,6 +175,30 @@ func TestAWSClusterBehindTargetGroup(t *testing.T) {
 		t.Fatalf("targets %+v, want 2", tg)
 	}
 
+	// The target group's API refuses for a while: that says nothing about
+	// the nodes, which stay in service.
+	var refuse atomic.Bool
+	refuse.Store(true)
+	fake.Inject(func(c awstest.Call) *awstest.Fault {
+		if c.Action == "DescribeTargetHealth" && refuse.Load() {
+			return &awstest.Fault{Code: "AccessDenied", Status: 403}
+		}
+		return nil
+	})
+	waitFor(t, 10*time.Second, "health checks to hit the refusing API", func() (bool, string) {
+		n := 0
+		for _, c := range fake.CallsOf("DescribeTargetHealth") {
+			if time.Since(c.Time) < 2*time.Second {
+				n++
+			}
+		}
+		return n >= 10, fmt.Sprint(n)
+	})
+	refuse.Store(false)
+	if got := e.nodes("web", store.NodeInService); len(got) != 2 || len(e.kind("web", "node_failed")) != 0 {
+		t.Fatalf("API errors failed nodes: in service %d, node_failed %+v", len(got), e.kind("web", "node_failed"))
+	}
+
 	// The target group finds web-1 unhealthy: it is replaced.
 	victim := in[0]
 	fake.SetTargetHealth(arn, victim.MachineID, 8080, "unhealthy", "Target.Timeout")
@@ -309,5 +338,34 @@ func TestCapacityAndQuotaBackOff(t *testing.T) {
 				t.Errorf("in service: %s, want web-3", in[0].ID)
 			}
 		})
+	}
+}
+
+// TestHealthByBalancerNeedsAReporter: health_check type load_balancer with a
+// balancer that does not check its backends is refused when the controller
+// is built, naming the cluster and the balancer.
+func TestHealthByBalancerNeedsAReporter(t *testing.T) {
+	t.Parallel()
+	inst := instanceName(t)
+	cfg, err := config.Parse("t.yaml", []byte(strings.ReplaceAll(`
+clusters:
+  - name: web
+    max: 1
+    provider: {type: fake, instance: "{{I}}"}
+    load_balancer: {type: fake, instance: "{{I}}"}
+    health_check: {type: load_balancer}
+`, "{{I}}", inst)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pfake.Forget(inst); lbfake.Forget(inst) })
+	st, err := sqlstore.Open(context.Background(), "", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	_, err = New(context.Background(), Options{Config: cfg, Store: st, Owner: testOwner, DataDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), `cluster "web": health_check.type load_balancer: load balancer fake does not check its backends`) {
+		t.Fatalf("New = %v", err)
 	}
 }

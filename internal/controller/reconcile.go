@@ -326,6 +326,12 @@ func (c *Controller) healthLoop(ctx context.Context, cl *cluster) {
 			}
 			wg.Go(func() {
 				err := cl.health.check(ctx, backend(n))
+				if err != nil && cl.health.reporter != nil && !errors.Is(err, lb.ErrUnhealthy) {
+					// The balancer could not be asked (throttled, down): that
+					// says nothing about the node.
+					c.log.Warn("cannot get a node's health from the load balancer", "node", n.ID, "err", err)
+					return
+				}
 				if fails := cl.health.record(n.Address, err); fails >= hc.UnhealthyThreshold && ctx.Err() == nil {
 					cl.health.forget(n.Address)
 					reason := fmt.Sprintf("health check failed %d times in a row: %v", fails, err)
