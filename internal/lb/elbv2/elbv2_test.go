@@ -43,7 +43,7 @@ func targetGroup(t *testing.T, e awstest.Env, typ types.TargetTypeEnum, delay ti
 	c := e.ELBv2(t)
 	out, err := c.CreateTargetGroup(ctx, &elbv2.CreateTargetGroupInput{
 		Name: awssdk.String(fmt.Sprintf("gs-%s-%d", typ, time.Now().UnixNano()%1e9)), Protocol: types.ProtocolEnumHttp,
-		Port: awssdk.Int32(80), VpcId: awssdk.String(awstest.DefaultVpcID), TargetType: typ})
+		Port: awssdk.Int32(80), VpcId: awssdk.String(e.VpcID), TargetType: typ})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -731,13 +731,14 @@ const (
 	EnvSubnetID      = "GOSCALER_TEST_AWS_SUBNET_ID"
 	EnvSecurityGroup = "GOSCALER_TEST_AWS_SECURITY_GROUP_ID"
 	EnvInstanceType  = "GOSCALER_TEST_AWS_INSTANCE_TYPE"
+	EnvVpcID         = "GOSCALER_TEST_AWS_VPC_ID"
 )
 
 // Env is where a test sends its AWS calls: the in-process fake (Fake set) or
 // an external endpoint.
 type Env struct {
-	Endpoint, Region                           string
-	ImageID, SubnetID, SecurityGroup, InstType string
+	Endpoint, Region                                  string
+	ImageID, SubnetID, SecurityGroup, InstType, VpcID string
 	// Fake is the in-process server; nil for an external endpoint.
 	Fake *Server
 }
@@ -745,13 +746,14 @@ type Env struct {
 // Setup starts a fake (closed when t ends) unless GOSCALER_TEST_AWS_ENDPOINT
 // is set, in which case the test talks to that endpoint with static fake
 // credentials, and the AMI, subnet, security group and instance type come
-// from GOSCALER_TEST_AWS_IMAGE_ID, …_SUBNET_ID, …_SECURITY_GROUP_ID and
-// …_INSTANCE_TYPE (the endpoint's defaults when unset).
+// from GOSCALER_TEST_AWS_IMAGE_ID, …_SUBNET_ID, …_SECURITY_GROUP_ID,
+// …_INSTANCE_TYPE and …_VPC_ID (the endpoint's defaults when unset).
 func Setup(t testing.TB, opts Options) Env {
 	t.Helper()
 	if ep := os.Getenv(EnvEndpoint); ep != "" {
 		e := Env{Endpoint: ep, Region: os.Getenv(EnvRegion), ImageID: os.Getenv(EnvImageID),
-			SubnetID: os.Getenv(EnvSubnetID), SecurityGroup: os.Getenv(EnvSecurityGroup), InstType: os.Getenv(EnvInstanceType)}
+			SubnetID: os.Getenv(EnvSubnetID), SecurityGroup: os.Getenv(EnvSecurityGroup), InstType: os.Getenv(EnvInstanceType),
+			VpcID: os.Getenv(EnvVpcID)}
 		if e.Region == "" {
 			e.Region = Region
 		}
@@ -762,7 +764,7 @@ func Setup(t testing.TB, opts Options) Env {
 	}
 	s := Start(t, opts)
 	return Env{Endpoint: s.URL(), Region: Region, ImageID: DefaultImageID, SubnetID: DefaultSubnetID,
-		SecurityGroup: DefaultSecurityGrp, InstType: DefaultInstanceType, Fake: s}
+		SecurityGroup: DefaultSecurityGrp, InstType: DefaultInstanceType, VpcID: DefaultVpcID, Fake: s}
 }
 
 // RequireFake returns the in-process fake, skipping the test when it runs
