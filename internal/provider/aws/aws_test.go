@@ -757,3 +757,32 @@ func decode(t *testing.T, doc string) provider.Config {
 	}
 	return c
 }
+
+// TestCreateFindsStoppedInstance: a node whose tagged instance is stopped
+// gets it back as a stopped machine at once (no wait for an address), so the
+// controller fails and replaces the node.
+func TestCreateFindsStoppedInstance(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := awstest.Setup(t, awstest.Options{})
+	fake := e.RequireFake(t)
+	c := testConfig(e)
+	c.Address = AddressPublic
+	p := newProvider(t, c, testOwner(t))
+	m, err := p.Create(ctx, spec("web", "web-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake.SetState(m.ID, "stopped", "Client.UserInitiatedShutdown: User initiated shutdown")
+	start := time.Now()
+	again, err := p.Create(ctx, spec("web", "web-1"))
+	if err != nil || again.ID != m.ID || again.State != provider.MachineStopped || again.Address != "" {
+		t.Fatalf("Create of a node with a stopped instance = %+v, %v", again, err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Create waited %s for the address of a stopped instance", d)
+	}
+	if n := len(fake.CallsOf("RunInstances")); n != 1 {
+		t.Errorf("%d RunInstances calls, want 1", n)
+	}
+}

@@ -172,7 +172,9 @@ func (p *Provider) awaitAddress(ctx context.Context, spec provider.NodeSpec, in 
 		switch {
 		case gone(in):
 			return provider.Machine{}, fmt.Errorf("%w: aws: %s is %s", provider.ErrNotFound, what, state(in))
-		case p.ip(in) != "":
+		case p.ip(in) != "", state(in) == "stopping" || state(in) == "stopped":
+			// A stopped instance is returned as such: the controller fails
+			// its node rather than wait for an address that will not come.
 			return p.machine(in), nil
 		case state(in) == "running" && p.cfg.Address == AddressPublic:
 			// A running instance without a public IP never gets one.
