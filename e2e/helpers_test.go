@@ -150,6 +150,12 @@ type proc struct {
 // of its log is printed if the test failed.
 func start(t *testing.T, name, dir, logPath string, args ...string) *proc {
 	t.Helper()
+	return startEnv(t, name, dir, logPath, cleanEnv(), args...)
+}
+
+// startEnv is start with the process's environment.
+func startEnv(t *testing.T, name, dir, logPath string, env []string, args ...string) *proc {
+	t.Helper()
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatalf("opening %s: %v", logPath, err)
@@ -157,7 +163,7 @@ func start(t *testing.T, name, dir, logPath string, args ...string) *proc {
 	fmt.Fprintf(logf, "=== e2e %s: goscaler %s\n", time.Now().Format("15:04:05.000"), strings.Join(args, " "))
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
-	cmd.Env = cleanEnv()
+	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		_ = logf.Close()
@@ -225,8 +231,14 @@ type server struct {
 // startServer runs `goscaler server --config cfgPath [extra…]` and waits for /healthz.
 func startServer(t *testing.T, cfgPath, addr, dataDir, token string, extra ...string) *server {
 	t.Helper()
+	return startServerEnv(t, cfgPath, addr, dataDir, token, cleanEnv(), extra...)
+}
+
+// startServerEnv is startServer with the server's environment.
+func startServerEnv(t *testing.T, cfgPath, addr, dataDir, token string, env []string, extra ...string) *server {
+	t.Helper()
 	dir := filepath.Dir(cfgPath)
-	p := start(t, "server", dir, filepath.Join(dir, "server.log"), append([]string{"server", "--config", cfgPath}, extra...)...)
+	p := startEnv(t, "server", dir, filepath.Join(dir, "server.log"), env, append([]string{"server", "--config", cfgPath}, extra...)...)
 	s := &server{proc: p, addr: addr, dataDir: dataDir, config: cfgPath, token: token,
 		api: &apiClient{t: t, base: "http://" + addr, token: token}}
 	waitHealthy(t, p, addr, 30*time.Second)

@@ -154,10 +154,16 @@ func (c *Cluster) Trigger(name string) *Trigger {
 	return nil
 }
 
+// HealthLoadBalancer is the health check type that asks the cluster's load
+// balancer (one that implements lb.HealthReporter, such as elbv2) whether a
+// node is healthy.
+const HealthLoadBalancer = "load_balancer"
+
 // HealthCheck says how a node is judged healthy.
 type HealthCheck struct {
-	// Type is http, tcp or none. Default: http when the cluster has a load
-	// balancer, tcp otherwise.
+	// Type is http, tcp, load_balancer (the balancer's own view of the node)
+	// or none. Default: http when the cluster has a load balancer, tcp
+	// otherwise.
 	Type string `yaml:"type"`
 	// Path is the HTTP path (http only), default /healthz.
 	Path     string          `yaml:"path"`
@@ -530,9 +536,16 @@ func (c *Config) applyDefaults() {
 		}
 		if h.Interval == 0 {
 			h.Interval = plugin.Duration(2 * 1e9)
+			if h.Type == HealthLoadBalancer {
+				// One API call per node and interval: spare the cloud's rate limits.
+				h.Interval = plugin.Duration(10 * 1e9)
+			}
 		}
 		if h.Timeout == 0 {
 			h.Timeout = plugin.Duration(1e9)
+			if h.Type == HealthLoadBalancer {
+				h.Timeout = plugin.Duration(5 * 1e9)
+			}
 		}
 		if h.UnhealthyThreshold == 0 {
 			h.UnhealthyThreshold = 3

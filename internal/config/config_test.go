@@ -111,7 +111,7 @@ func TestBadFiles(t *testing.T) {
 		{"missing_name_provider.bad.yaml", []string{
 			`missing_name_provider.bad.yaml:2: cluster without a name: add name:`,
 			`missing_name_provider.bad.yaml:5: cluster "noprov" has no provider: add provider:`,
-			`missing_name_provider.bad.yaml:10: provider has no type: add type: with one of openstack, process`,
+			`missing_name_provider.bad.yaml:10: provider has no type: add type: with one of aws, openstack, process`,
 			`missing_name_provider.bad.yaml:13: counter without a name: add name:`,
 			`missing_name_provider.bad.yaml:16: trigger without a name: add name:`,
 			`missing_name_provider.bad.yaml:16: unknown counter "x": this cluster defines no counters`,
@@ -141,9 +141,9 @@ func TestBadFiles(t *testing.T) {
 			`above_and_below.bad.yaml:17: trigger "orphan" has no condition: add counter: with above: or below:, or a when: list`,
 		}},
 		{"unknown_types.bad.yaml", []string{
-			`unknown_types.bad.yaml:6: unknown provider type "docker"; known types: openstack, process`,
-			`unknown_types.bad.yaml:7: unknown load balancer type "nginx"; known types: builtin, haproxy, octavia`,
-			`unknown_types.bad.yaml:8: health_check.type "grpc" is not one of http, tcp, none`,
+			`unknown_types.bad.yaml:6: unknown provider type "docker"; known types: aws, openstack, process`,
+			`unknown_types.bad.yaml:7: unknown load balancer type "nginx"; known types: builtin, elb, elbv2, haproxy, octavia`,
+			`unknown_types.bad.yaml:8: health_check.type "grpc" is not one of http, tcp, load_balancer, none`,
 			`unknown_types.bad.yaml:10: unknown counter type "snmp"; known types: exec, http`,
 			`unknown_types.bad.yaml:17: unknown action type "page_someone"; known types: deploy_node, local_script, remove_node`,
 		}},
@@ -165,6 +165,9 @@ func TestBadFiles(t *testing.T) {
 			`health_check.bad.yaml:7: health_check.path "healthz" must start with /`,
 			`health_check.bad.yaml:9: health_check.timeout (5s) is longer than its interval (2s): lower timeout or raise interval`,
 			`health_check.bad.yaml:10: health_check.unhealthy_threshold must be at least 1`,
+		}},
+		{"health_lb.bad.yaml", []string{
+			`health_lb.bad.yaml:6: health_check.type load_balancer needs a load_balancer that checks its nodes (elb, elbv2): add one or use http or tcp`,
 		}},
 		{"syntax.bad.yaml", []string{
 			// The { opens on line 4; yaml.v3 alone says line 3.

@@ -235,8 +235,12 @@ func (v *validator) cluster(p string, cl *Cluster, names map[string]int, listens
 	h := cl.HealthCheck
 	switch h.Type {
 	case "http", "tcp", "none":
+	case HealthLoadBalancer:
+		if cl.LoadBalancer == nil {
+			v.at(p+".health_check.type", "health_check.type %s needs a load_balancer that checks its nodes (elb, elbv2): add one or use http or tcp", HealthLoadBalancer)
+		}
 	default:
-		v.at(p+".health_check.type", "health_check.type %q is not one of http, tcp, none", h.Type)
+		v.at(p+".health_check.type", "health_check.type %q is not one of http, tcp, load_balancer, none", h.Type)
 	}
 	if h.Type == "http" && !strings.HasPrefix(h.Path, "/") {
 		v.at(p+".health_check.path", "health_check.path %q must start with /", h.Path)

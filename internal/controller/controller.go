@@ -193,7 +193,26 @@ func (c *Controller) buildCluster(ctx context.Context, cc *config.Cluster) (*clu
 	if cl.pol, err = c.buildPolicies(ctx, cc); err != nil {
 		return nil, err
 	}
+	if cc.HealthCheck.Type == config.HealthLoadBalancer {
+		rep, ok := cl.bal.(lb.HealthReporter)
+		if !ok {
+			if closer, ok := cl.bal.(interface{ Close() error }); ok {
+				_ = closer.Close()
+			}
+			return nil, fmt.Errorf("cluster %q: health_check.type %s: load balancer %s does not check its backends: use a balancer that does (elb, elbv2) or another health check type",
+				cc.Name, config.HealthLoadBalancer, typeOf(cc.LoadBalancer))
+		}
+		cl.health.reporter = rep
+	}
 	return cl, nil
+}
+
+// typeOf is a plugin section's type, "(none)" without one.
+func typeOf(p *config.PluginSpec) string {
+	if p == nil {
+		return "(none)"
+	}
+	return p.Type
 }
 
 // SetQueue gives the controller the job queue its work is enqueued on.

@@ -412,9 +412,8 @@ func (c *Controller) launchNode(ctx context.Context, nodeID string, attempt int)
 		m, err := cl.prov.Create(ctx, provider.NodeSpec{Cluster: n.Cluster, NodeID: n.ID, Vars: nodeVars(cl, n)})
 		if err != nil {
 			c.launchFailed(cl)
-			if errors.Is(err, provider.ErrConfig) || attempt >= jobs.MaxAttempts {
-				_, serr := c.setState(ctx, n, store.NodeFailed, "creating its machine failed: "+err.Error())
-				return errors.Join(river.JobCancel(err), serr)
+			if why, final := createFailure(err); final || attempt >= jobs.MaxAttempts {
+				return c.failCreate(ctx, cl, n, why, err)
 			}
 			return fmt.Errorf("node %s: creating its machine: %w", n.ID, err)
 		}
@@ -431,10 +430,18 @@ func (c *Controller) launchNode(ctx context.Context, nodeID string, attempt int)
 			return err
 		}
 	}
+	registered := false
+	if cl.health.reporter != nil {
+		// The balancer is the health check: it checks only what is registered.
+		if err := cl.bal.Register(ctx, backend(n)); err != nil {
+			return fmt.Errorf("node %s: registering in the load balancer for its health check: %w", n.ID, err)
+		}
+		registered = true
+	}
 	// Wait for the health check.
 	var lastErr error
 	for {
-		if lastErr = cl.health.check(ctx, n.Address); lastErr == nil {
+		if lastErr = cl.health.check(ctx, backend(n)); lastErr == nil {
 			break
 		}
 		if m, err := cl.prov.Get(ctx, n.MachineID); err != nil || m.State != provider.MachineRunning {
@@ -453,8 +460,8 @@ func (c *Controller) launchNode(ctx context.Context, nodeID string, attempt int)
 		case <-time.After(pollEvery):
 		}
 	}
-	if cl.bal != nil {
-		if err := cl.bal.Register(ctx, lb.Backend{NodeID: n.ID, Address: n.Address}); err != nil {
+	if cl.bal != nil && !registered {
+		if err := cl.bal.Register(ctx, backend(n)); err != nil {
 			return fmt.Errorf("node %s: registering in the load balancer: %w", n.ID, err)
 		}
 	}
@@ -463,11 +470,55 @@ func (c *Controller) launchNode(ctx context.Context, nodeID string, attempt int)
 	if errors.Is(err, errSuperseded) {
 		// Drained or failed while it booted: out of rotation again.
 		if cl.bal != nil {
-			_ = cl.bal.Deregister(ctx, lb.Backend{NodeID: n.ID, Address: n.Address})
+			_ = cl.bal.Deregister(ctx, backend(n))
 		}
 		return nil
 	}
 	return err
+}
+
+// backend is a node as its load balancer sees it.
+func backend(n store.Node) lb.Backend {
+	return lb.Backend{NodeID: n.ID, Address: n.Address, MachineID: n.MachineID}
+}
+
+// createFailure says why a provider's Create failed, in an operator's words,
+// and whether retrying the same node is pointless: bad configuration, no
+// capacity, a quota reached, or a machine that was made for the node and is
+// gone already. Such a node fails at once; the reconciler replaces it after
+// the cluster's launch backoff, so a cloud that is out of capacity or quota
+// sees one attempt per backoff period, not a tight loop.
+func createFailure(err error) (string, bool) {
+	switch {
+	case errors.Is(err, provider.ErrConfig):
+		return "bad provider configuration", true
+	case errors.Is(err, provider.ErrCapacity):
+		return "the provider has no capacity for it", true
+	case errors.Is(err, provider.ErrQuota):
+		return "a provider quota is reached", true
+	case errors.Is(err, provider.ErrNotFound):
+		return "its machine was made and is gone already", true
+	default:
+		return "creating its machine failed", false
+	}
+}
+
+// failCreate marks a node whose machine could not be created failed, with a
+// node_failed activity that says why. The job ends: the reconciler launches
+// a replacement after the backoff launchFailed set.
+func (c *Controller) failCreate(ctx context.Context, cl *cluster, n store.Node, why string, err error) error {
+	reason := why + ": " + err.Error()
+	if _, serr := c.setState(ctx, n, store.NodeFailed, reason); serr != nil {
+		if errors.Is(serr, errSuperseded) {
+			return river.JobCancel(err)
+		}
+		return errors.Join(river.JobCancel(err), serr)
+	}
+	c.metrics.nodeFailures.WithLabelValues(cl.cfg.Name).Inc()
+	c.activity(ctx, c.st, store.Activity{Cluster: n.Cluster, Node: n.ID, Kind: "node_failed",
+		Cause:  fmt.Sprintf("node %s could not be launched: %s; a replacement follows after the launch backoff", n.ID, why),
+		Status: store.ActivityFailed, Error: reason})
+	return river.JobCancel(err)
 }
 
 // failLaunch marks a node failed and terminates its machine.
@@ -527,7 +578,7 @@ func (c *Controller) terminateNode(ctx context.Context, nodeID string, _ int) er
 		}
 	}
 	if cl.bal != nil {
-		if err := cl.bal.Deregister(ctx, lb.Backend{NodeID: n.ID, Address: n.Address}); err != nil {
+		if err := cl.bal.Deregister(ctx, backend(n)); err != nil {
 			c.log.Warn("draining did not finish cleanly", "node", n.ID, "err", err)
 		}
 	}

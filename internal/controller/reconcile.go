@@ -232,7 +232,7 @@ func (c *Controller) nodeFailed(ctx context.Context, cl *cluster, n store.Node, 
 	if cl.bal != nil {
 		// Out of rotation at once; the terminate job drains what is left.
 		go func() {
-			_ = cl.bal.Deregister(context.WithoutCancel(ctx), lb.Backend{NodeID: n.ID, Address: n.Address})
+			_ = cl.bal.Deregister(context.WithoutCancel(ctx), backend(n))
 		}()
 	}
 	if _, err := c.setState(ctx, n, store.NodeFailed, reason); err != nil {
@@ -272,7 +272,13 @@ func (c *Controller) healthLoop(ctx context.Context, cl *cluster) {
 				continue
 			}
 			wg.Go(func() {
-				err := cl.health.check(ctx, n.Address)
+				err := cl.health.check(ctx, backend(n))
+				if err != nil && cl.health.reporter != nil && !errors.Is(err, lb.ErrUnhealthy) {
+					// The balancer could not be asked (throttled, down): that
+					// says nothing about the node.
+					c.log.Warn("cannot get a node's health from the load balancer", "node", n.ID, "err", err)
+					return
+				}
 				if fails := cl.health.record(n.Address, err); fails >= hc.UnhealthyThreshold && ctx.Err() == nil {
 					cl.health.forget(n.Address)
 					reason := fmt.Sprintf("health check failed %d times in a row: %v", fails, err)
@@ -316,8 +322,11 @@ func (c *Controller) housekeeping(ctx context.Context) {
 type healthChecker struct {
 	cfg    config.HealthCheck
 	client *http.Client
-	mu     sync.Mutex
-	fails  map[string]int
+	// reporter is the cluster's load balancer when the health check is its
+	// view of the node (type load_balancer), else nil.
+	reporter lb.HealthReporter
+	mu       sync.Mutex
+	fails    map[string]int
 }
 
 func newHealthChecker(cfg config.HealthCheck) *healthChecker {
@@ -327,13 +336,19 @@ func newHealthChecker(cfg config.HealthCheck) *healthChecker {
 	}}
 }
 
-// check runs the health check once against address.
-func (h *healthChecker) check(ctx context.Context, address string) error {
+// check runs the health check once against a node.
+func (h *healthChecker) check(ctx context.Context, b lb.Backend) error {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout.D())
 	defer cancel()
+	address := b.Address
 	switch h.cfg.Type {
 	case "none":
 		return nil
+	case config.HealthLoadBalancer:
+		if h.reporter == nil {
+			return errors.New("health check by the load balancer, but the cluster's balancer reports no health")
+		}
+		return h.reporter.BackendHealth(ctx, b)
 	case "tcp":
 		var d net.Dialer
 		conn, err := d.DialContext(ctx, "tcp", address)

@@ -9,7 +9,6 @@ import (
 
 	"github.com/goscaler/goscaler/internal/config"
 	"github.com/goscaler/goscaler/internal/jobs"
-	"github.com/goscaler/goscaler/internal/lb"
 	"github.com/goscaler/goscaler/internal/provider"
 	"github.com/goscaler/goscaler/internal/store"
 )
@@ -124,7 +123,7 @@ func (c *Controller) reconcileMachines(ctx context.Context, cl *cluster, startup
 				if c.opts.DryRun {
 					c.dryRun(ctx, cl, "register:"+n.ID, n.ID, fmt.Sprintf("would register adopted node %s (%s) in the load balancer (%s)",
 						n.ID, n.Address, cl.cfg.LoadBalancer.Type))
-				} else if err := cl.bal.Register(ctx, lb.Backend{NodeID: n.ID, Address: n.Address}); err != nil {
+				} else if err := cl.bal.Register(ctx, backend(n)); err != nil {
 					return fmt.Errorf("node %s: registering adopted node: %w", n.ID, err)
 				}
 			}
@@ -249,7 +248,7 @@ func (c *Controller) sweepBalancer(ctx context.Context, cl *cluster) error {
 			c.dryRun(ctx, cl, "register:"+n.ID, n.ID, "would register it again: "+cause)
 			continue
 		}
-		be := lb.Backend{NodeID: n.ID, Address: n.Address}
+		be := backend(n)
 		if err := cl.bal.Register(ctx, be); err != nil {
 			errs = append(errs, fmt.Errorf("registering %s: %w", n.ID, err))
 			continue

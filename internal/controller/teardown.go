@@ -162,7 +162,7 @@ func (c *Controller) Destroy(ctx context.Context, clusterName, cause string, dry
 	if cl.bal != nil {
 		targets := map[string]lb.Backend{}
 		for _, n := range live {
-			targets[n.ID] = lb.Backend{NodeID: n.ID, Address: n.Address}
+			targets[n.ID] = backend(n)
 		}
 		registered := map[string]bool{}
 		backends, err := cl.bal.Backends(ctx)

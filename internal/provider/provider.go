@@ -12,6 +12,10 @@
 //   - Get and Delete return an error wrapping ErrNotFound when the machine does
 //     not exist any more. Delete of a gone machine is that error, not success,
 //     so that callers can tell "I deleted it" from "it was already gone".
+//   - After Delete, Create for the same node ID may make a new machine or
+//     return an error wrapping ErrNotFound (a cloud whose idempotency token
+//     outlives the machine); it never returns the deleted machine. goscaler
+//     never reuses a node ID.
 //   - Errors that are worth a retry wrap ErrTransient; capacity, quota and bad
 //     configuration have their own sentinels.
 //
