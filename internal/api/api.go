@@ -31,8 +31,9 @@ import (
 type Options struct {
 	Store      store.Store
 	Controller *controller.Controller
-	// Tokens, when not empty, are required as bearer tokens on /api/.
-	Tokens   []string
+	// Tokens, when not empty, are required as bearer tokens on /api/; a
+	// viewer's token may only read (GET), an operator's may also act (POST).
+	Tokens   []config.APIToken
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
 }
@@ -80,6 +81,7 @@ func New(opts Options) http.Handler {
 		{"GET /api/v1/clusters/{name}", a.getCluster},
 		{"GET /api/v1/clusters/{name}/nodes", a.listNodes},
 		{"GET /api/v1/clusters/{name}/nodes/{node}", a.getNode},
+		{"POST /api/v1/clusters/{name}/nodes/{node}/maintenance", a.maintenance},
 		{"GET /api/v1/clusters/{name}/counters", a.listCounters},
 		{"GET /api/v1/clusters/{name}/counters/{counter}", a.getCounter},
 		{"POST /api/v1/clusters/{name}/scale", a.scale},
@@ -105,7 +107,8 @@ type api struct {
 	ctl  *controller.Controller
 }
 
-// auth requires a bearer token on /api/ when tokens are configured.
+// auth requires a bearer token on /api/ when tokens are configured, and an
+// operator's token for anything but reading.
 func (a *api) auth(next http.Handler) http.Handler {
 	if len(a.opts.Tokens) == 0 {
 		return next
@@ -113,18 +116,33 @@ func (a *api) auth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// The scheme name is case-insensitive (RFC 7235).
 		scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		role, known := config.Role(""), false
 		if ok && strings.EqualFold(scheme, "Bearer") {
-			for _, t := range a.opts.Tokens {
-				if subtle.ConstantTimeCompare([]byte(got), []byte(t)) == 1 {
-					next.ServeHTTP(w, r)
-					return
-				}
-			}
+			role, known = TokenRole(a.opts.Tokens, got)
 		}
-		w.Header().Set("WWW-Authenticate", `Bearer realm="goscaler"`)
-		_ = writeJSON(w, http.StatusUnauthorized, map[string]Error{"error": {Code: "unauthorized",
-			Message: "this API needs a valid token: send Authorization: Bearer TOKEN (goscaler --token or GOSCALER_TOKEN)"}})
+		switch {
+		case !known:
+			w.Header().Set("WWW-Authenticate", `Bearer realm="goscaler"`)
+			_ = writeJSON(w, http.StatusUnauthorized, map[string]Error{"error": {Code: "unauthorized",
+				Message: "this API needs a valid token: send Authorization: Bearer TOKEN (goscaler --token or GOSCALER_TOKEN)"}})
+		case !role.CanAct() && r.Method != http.MethodGet && r.Method != http.MethodHead:
+			_ = writeJSON(w, http.StatusForbidden, map[string]Error{"error": {Code: "forbidden",
+				Message: fmt.Sprintf("this token's role (%s) may only read: %s %s needs an operator's token", role, r.Method, r.URL.Path)}})
+		default:
+			next.ServeHTTP(w, r)
+		}
 	})
+}
+
+// TokenRole returns the role of token among tokens, comparing in constant
+// time; ok is false if the token is not one of them.
+func TokenRole(tokens []config.APIToken, token string) (role config.Role, ok bool) {
+	for _, t := range tokens {
+		if subtle.ConstantTimeCompare([]byte(token), []byte(t.Token)) == 1 && token != "" {
+			role, ok = t.Role, true
+		}
+	}
+	return role, ok
 }
 
 func (a *api) wrap(h handler) http.Handler {
@@ -434,6 +452,37 @@ func decode(r *http.Request, v any) error {
 		return badRequest("invalid JSON body: data after the object")
 	}
 	return nil
+}
+
+// MaintenanceRequest is the body of POST /clusters/{name}/nodes/{node}/maintenance.
+type MaintenanceRequest struct {
+	On *bool `json:"on"`
+}
+
+// MaintenanceResult is the node after the change and the activity recording
+// it (absent when the node already was in the asked state).
+type MaintenanceResult struct {
+	Node     store.Node      `json:"node"`
+	Activity *store.Activity `json:"activity,omitempty"`
+}
+
+func (a *api) maintenance(r *http.Request) (any, int, error) {
+	var req MaintenanceRequest
+	if err := decode(r, &req); err != nil {
+		return nil, 0, err
+	}
+	if req.On == nil {
+		return nil, 0, badRequest(`body must be {"on": true} or {"on": false}`)
+	}
+	n, act, err := a.ctl.SetMaintenance(r.Context(), r.PathValue("name"), r.PathValue("node"), *req.On, "set through the API")
+	if err != nil {
+		return nil, 0, err
+	}
+	out := MaintenanceResult{Node: n}
+	if act.ID != 0 {
+		out.Activity = &act
+	}
+	return out, 0, nil
 }
 
 func (a *api) listTriggers(r *http.Request) (any, int, error) {
