@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/goscaler/goscaler/internal/controller"
+	"github.com/goscaler/goscaler/internal/store"
 )
 
 // done records an action's outcome for the next page and sends the browser
@@ -19,13 +20,13 @@ func (u *UI) done(w http.ResponseWriter, r *http.Request, s *session, f flash) {
 	if back == "/" {
 		back = "/clusters/" + url.PathEscape(r.PathValue("name"))
 	}
-	http.Redirect(w, r, back, http.StatusSeeOther)
+	http.Redirect(w, r, back, http.StatusSeeOther) //nolint:gosec // localPath keeps back on this server
 }
 
 // refused reports an action the controller would not do (out of bounds, a
 // node not live) on the page it came from; other errors are the server's.
 func (u *UI) refused(w http.ResponseWriter, r *http.Request, s *session, err error) error {
-	if errors.Is(err, controller.ErrInvalid) || errors.Is(err, errBadInput) {
+	if errors.Is(err, controller.ErrInvalid) || errors.Is(err, errBadInput) || errors.Is(err, store.ErrNotFound) {
 		msg := strings.TrimPrefix(err.Error(), controller.ErrInvalid.Error()+": ")
 		u.done(w, r, s, flash{Error: true, Text: msg})
 		return nil

@@ -102,8 +102,11 @@ func (ss *sessions) startLocked(w http.ResponseWriter, r *http.Request, role con
 	}
 	s := &session{id: randomToken(), csrf: randomToken(), role: role, seen: now}
 	ss.m[s.id] = s
-	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: s.id, Path: "/", HttpOnly: true,
-		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+	// Secure when the request came over TLS: the server itself speaks plain
+	// HTTP (on loopback, or behind a TLS proxy that sets the flag).
+	cookie := &http.Cookie{Name: cookieName, Value: s.id, Path: "/", HttpOnly: true, //nolint:gosec // Secure: see above
+		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil}
+	http.SetCookie(w, cookie)
 	return s
 }
 
@@ -170,7 +173,7 @@ type loginView struct {
 func (u *UI) loginPage(w http.ResponseWriter, r *http.Request, s *session) error {
 	next := localPath(r.URL.Query().Get("next"))
 	if s.role != "" {
-		http.Redirect(w, r, next, http.StatusSeeOther)
+		http.Redirect(w, r, next, http.StatusSeeOther) //nolint:gosec // localPath keeps next on this server
 		return nil
 	}
 	u.render(w, r, http.StatusOK, "login", "layout", &loginView{Page: u.base(r, s, "Log in", ""), Next: next})
@@ -188,7 +191,7 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request, s *session) error {
 	}
 	u.sessions.login(w, r, s, role)
 	u.log.Info("web UI: logged in", "role", role, "remote", r.RemoteAddr)
-	http.Redirect(w, r, next, http.StatusSeeOther)
+	http.Redirect(w, r, next, http.StatusSeeOther) //nolint:gosec // localPath keeps next on this server
 	return nil
 }
 

@@ -85,10 +85,14 @@ func took(start, end time.Time) string {
 		return secs(time.Since(start)) + " so far"
 	}
 	d := end.Sub(start)
-	if d < time.Second {
+	switch {
+	case d < time.Second:
 		return fmt.Sprintf("%d ms", d.Milliseconds())
+	case d < 10*time.Second:
+		return strconv.FormatFloat(d.Seconds(), 'f', 1, 64) + " s"
+	default:
+		return secs(d)
 	}
-	return secs(d)
 }
 
 // num writes a reading: at most two decimals, no trailing zeros.

@@ -287,7 +287,7 @@ func triggerProgress(t controller.TriggerStatus, tc *config.Trigger, now time.Ti
 	switch {
 	case now.Before(st.CooldownUntil):
 		row.Cooling = true
-		row.Progress = fmt.Sprintf("cooling down until %s (%s left)", st.CooldownUntil.Format(time.TimeOnly), secs(st.CooldownUntil.Sub(now)))
+		row.Progress = fmt.Sprintf("cooling down until %s (%s left)", clock(st.CooldownUntil), secs(st.CooldownUntil.Sub(now)))
 	case !st.PastSince.IsZero():
 		past := now.Sub(st.PastSince)
 		row.PastFor = min(past.Seconds(), row.ForSecs)

@@ -226,7 +226,7 @@ func (u *UI) needLogin(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "log in first: "+to, http.StatusUnauthorized)
 		return
 	}
-	http.Redirect(w, r, to, http.StatusSeeOther)
+	http.Redirect(w, r, to, http.StatusSeeOther) //nolint:gosec // always /login with a query
 }
 
 // fail turns a handler's error into an error page (or, for a fragment, a
