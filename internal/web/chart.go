@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -8,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/goscaler/goscaler/internal/store"
@@ -243,4 +245,59 @@ func newSparkline(samples []store.Sample, from, to time.Time, ths []threshold) s
 	}
 	sp.Title = fmt.Sprintf("last %s: %d readings from %s to %s", to.Sub(from).Round(time.Minute), sp.Count, num(lo), num(hi))
 	return sp
+}
+
+// sparkCache keeps the aggregates the dashboard's sparklines drew, so that
+// each refresh reads only the samples stored since the last one instead of
+// the whole window (a cluster of many nodes stores a sample per node too,
+// which a window query would scan).
+type sparkCache struct {
+	mu sync.Mutex
+	m  map[string]*sparkEntry
+}
+
+type sparkEntry struct {
+	samples []store.Sample
+	// read is when the store was last read; rows stored after it are new.
+	read time.Time
+}
+
+func newSparkCache() *sparkCache { return &sparkCache{m: map[string]*sparkEntry{}} }
+
+// sparkOverlap re-reads this much before the last read, for samples stored
+// late (a collection records its start time, and storing takes a moment).
+const sparkOverlap = 30 * time.Second
+
+// recent returns a counter's aggregates of the last sparkWindow before now.
+func (c *sparkCache) recent(ctx context.Context, st store.Store, cluster, counter string, now time.Time) ([]store.Sample, error) {
+	key := cluster + "\x00" + counter
+	c.mu.Lock()
+	e := c.m[key]
+	if e == nil {
+		e = &sparkEntry{}
+		c.m[key] = e
+	}
+	since := now.Add(-sparkWindow)
+	if !e.read.IsZero() && e.read.Add(-sparkOverlap).After(since) {
+		since = e.read.Add(-sparkOverlap)
+	}
+	c.mu.Unlock()
+	fresh, err := st.SampleList(ctx, store.SampleFilter{Cluster: cluster, Counter: counter, AggregateOnly: true, Since: since})
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// Keep what is older than the re-read part and still in the window, then
+	// the fresh rows (which hold the re-read part).
+	from := now.Add(-sparkWindow)
+	kept := e.samples[:0:0]
+	for _, s := range e.samples {
+		if !s.At.Before(from) && s.At.Before(since) {
+			kept = append(kept, s)
+		}
+	}
+	e.samples = append(kept, fresh...)
+	e.read = now
+	return slices.Clone(e.samples), nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/goscaler/goscaler/internal/controller"
 	"github.com/goscaler/goscaler/internal/plugin"
 	"github.com/goscaler/goscaler/internal/store"
+	"github.com/goscaler/goscaler/internal/store/sqlstore"
 )
 
 func TestLocalPath(t *testing.T) {
@@ -182,4 +183,49 @@ var configTrigger60s = config.Trigger{Name: "up", For: plugin.Duration(time.Minu
 
 func controllerStatus(st store.TriggerState) controller.TriggerStatus {
 	return controller.TriggerStatus{Name: "up", State: st}
+}
+
+// TestSparkCache: each refresh reads only recent rows, and the window slides.
+func TestSparkCache(t *testing.T) {
+	t.Parallel()
+	st, err := sqlstore.Open(t.Context(), "", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	add := func(from, to int) {
+		t.Helper()
+		var ss []store.Sample
+		for i := from; i < to; i++ {
+			at := base.Add(time.Duration(i) * 10 * time.Second)
+			ss = append(ss, store.Sample{Cluster: "web", Counter: "load", At: at, Value: float64(i)},
+				store.Sample{Cluster: "web", Counter: "load", Node: "web-1", At: at, Value: -1})
+		}
+		if err := st.SampleInsert(t.Context(), ss); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := newSparkCache()
+	check := func(now time.Time, first, last int) {
+		t.Helper()
+		got, err := c.recent(t.Context(), st, "web", "load", now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != last-first+1 || got[0].Value != float64(first) || got[len(got)-1].Value != float64(last) {
+			t.Fatalf("at +%s: %d samples %v … %v, want %d … %d", now.Sub(base), len(got), got[0].Value, got[len(got)-1].Value, first, last)
+		}
+		for i := 1; i < len(got); i++ {
+			if got[i].Value != got[i-1].Value+1 || got[i].Node != "" {
+				t.Fatalf("samples out of order, doubled or not aggregates at %d: %v, %v", i, got[i-1], got[i])
+			}
+		}
+	}
+	add(0, 100) // 0 … 990 s
+	check(base.Add(995*time.Second), 40, 99)
+	add(100, 103)
+	check(base.Add(1025*time.Second), 43, 102)
+	// Nothing new: the same.
+	check(base.Add(1026*time.Second), 43, 102)
 }

@@ -93,8 +93,7 @@ func (u *UI) dashboardRows(ctx context.Context) ([]clusterRow, error) {
 					row.LatestErr = rd.Aggregate.Err
 				}
 			}
-			samples, err := u.st.SampleList(ctx, store.SampleFilter{Cluster: cc.Name, Counter: k.Name,
-				AggregateOnly: true, Since: now.Add(-sparkWindow), Limit: 300})
+			samples, err := u.sparks.recent(ctx, u.st, cc.Name, k.Name, now)
 			if err != nil {
 				return nil, err
 			}
@@ -173,6 +172,10 @@ type clusterPageView struct {
 	NodeRows    []nodeRow
 	TriggerRows []triggerRow
 	Charts      []chartSpec
+	// NodesTotal counts the live nodes; NodeRows may show fewer unless
+	// AllNodes.
+	NodesTotal int
+	AllNodes   bool
 	// Exec says why running a command on every node is not offered.
 	Exec string
 	// OOB marks the live parts for htmx's out-of-band swap.
@@ -222,6 +225,7 @@ func (u *UI) clusterView(r *http.Request, s *session) (*clusterPageView, error) 
 	}
 	v.Health, v.HealthClass = clusterHealth(d.ClusterView, main)
 	now := time.Now()
+	v.AllNodes = r.URL.Query().Get("nodes") == "all"
 	for _, n := range d.NodeList {
 		row := nodeRow{Node: n}
 		row.Health, row.HealthClass, row.HealthTitle = nodeHealth(n, u.ctl.HealthResults(cc.Name, n.ID), cc.HealthCheck, now)
@@ -230,10 +234,46 @@ func (u *UI) clusterView(r *http.Request, s *session) (*clusterPageView, error) 
 		}
 		v.NodeRows = append(v.NodeRows, row)
 	}
+	if !v.AllNodes {
+		v.NodeRows = pickRows(v.NodeRows, maxNodeRows)
+	}
+	v.NodesTotal = len(d.NodeList)
 	for _, t := range d.TriggerState {
 		v.TriggerRows = append(v.TriggerRows, triggerProgress(t, cc.Trigger(t.Name), now))
 	}
 	return v, nil
+}
+
+// maxNodeRows is how many nodes a cluster page lists unless asked for all.
+const maxNodeRows = 100
+
+// pickRows keeps at most n rows, those that need attention first (not in
+// service, in maintenance, failing their health check), in their order.
+func pickRows(rows []nodeRow, n int) []nodeRow {
+	if len(rows) <= n {
+		return rows
+	}
+	keep := make([]bool, len(rows))
+	left := n
+	for pass := range 2 {
+		for i, r := range rows {
+			if left == 0 {
+				break
+			}
+			notable := r.State != store.NodeInService || r.Maintenance || r.HealthClass == "bad"
+			if !keep[i] && (pass == 1 || notable) {
+				keep[i] = true
+				left--
+			}
+		}
+	}
+	out := make([]nodeRow, 0, n)
+	for i, r := range rows {
+		if keep[i] {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func aggregateWord(k *config.Counter) string {

@@ -58,6 +58,7 @@ type UI struct {
 	st       store.Store
 	log      *slog.Logger
 	sessions *sessions
+	sparks   *sparkCache
 	pages    map[string]*template.Template
 	static   http.Handler
 	mux      *http.ServeMux
@@ -70,7 +71,8 @@ func New(opts Options) *UI {
 		opts.Logger = slog.Default()
 	}
 	u := &UI{opts: opts, data: api.Data{Store: opts.Store, Controller: opts.Controller}, ctl: opts.Controller,
-		st: opts.Store, log: opts.Logger, sessions: newSessions(len(opts.Tokens) == 0), pages: map[string]*template.Template{}}
+		st: opts.Store, log: opts.Logger, sessions: newSessions(len(opts.Tokens) == 0), sparks: newSparkCache(),
+		pages: map[string]*template.Template{}}
 	for _, name := range []string{"dashboard", "cluster", "node", "activities", "activity", "login", "error"} {
 		u.pages[name] = template.Must(template.New(name).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html"))
 	}

@@ -67,6 +67,7 @@ var (
 
 type env struct {
 	t   testing.TB
+	ui  http.Handler
 	st  *sqlstore.Store
 	ctl *controller.Controller
 	srv *httptest.Server
@@ -104,7 +105,7 @@ func newEnv(t testing.TB, cfgSrc string, tokens ...config.APIToken) *env {
 	ui := web.New(web.Options{Store: st, Controller: ctl, Tokens: tokens, DataDir: dir, Logger: discard})
 	srv := httptest.NewServer(ui)
 	t.Cleanup(srv.Close)
-	return &env{t: t, st: st, ctl: ctl, srv: srv, dir: dir}
+	return &env{t: t, ui: ui, st: st, ctl: ctl, srv: srv, dir: dir}
 }
 
 // seeded is what seed stored.
