@@ -109,7 +109,9 @@ func BenchmarkFleet(b *testing.B) {
 	b.Run("dashboard-live", func(b *testing.B) { benchGet(b, e, "/ui/dashboard", `data-cluster="c100"`) })
 	b.Run("cluster", func(b *testing.B) { benchGet(b, e, "/clusters/c50", `data-node="c50-10"`) })
 	b.Run("cluster-live", func(b *testing.B) { benchGet(b, e, "/ui/clusters/c50", `data-node="c50-10"`) })
-	b.Run("graph", func(b *testing.B) { benchGet(b, e, "/ui/data/clusters/c50/counters/load?since=15m", `"label":"c50-10"`) })
+	b.Run("graph", func(b *testing.B) {
+		benchGet(b, e, "/ui/data/clusters/c50/counters/load?since=15m", `"label":"c50-10"`)
+	})
 	b.Run("activities", func(b *testing.B) { benchGet(b, e, "/activities", `scaled by hand`) })
 }
 
@@ -119,5 +121,7 @@ func BenchmarkBigCluster(b *testing.B) {
 	seedFleet(b, e, 1, []int{1000})
 	b.Run("cluster", func(b *testing.B) { benchGet(b, e, "/clusters/c1", `Showing 100 of 1000 nodes`) })
 	b.Run("cluster-all-nodes", func(b *testing.B) { benchGet(b, e, "/clusters/c1?nodes=all", `data-node="c1-1000"`) })
-	b.Run("graph", func(b *testing.B) { benchGet(b, e, "/ui/data/clusters/c1/counters/load?since=15m", `only the aggregate`) })
+	b.Run("graph", func(b *testing.B) {
+		benchGet(b, e, "/ui/data/clusters/c1/counters/load?since=15m", `only the aggregate`)
+	})
 }
