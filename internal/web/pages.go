@@ -152,6 +152,9 @@ type triggerRow struct {
 	ForSecs float64
 	Cooling bool
 	Fired   string
+	// ForText and CooldownText are the trigger's durations for people.
+	ForText      string
+	CooldownText string
 }
 
 // chartSpec is one graph: where its data comes from.
@@ -320,8 +323,13 @@ func triggerProgress(t controller.TriggerStatus, tc *config.Trigger, now time.Ti
 	row := triggerRow{TriggerStatus: t}
 	st := t.State
 	var forD time.Duration
+	row.ForText, row.CooldownText = t.For, t.Cooldown
 	if tc != nil {
 		forD = tc.For.D()
+		row.ForText, row.CooldownText = secs(forD), secs(tc.Cooldown.D())
+		if tc.Cooldown == 0 {
+			row.CooldownText = "none"
+		}
 	}
 	row.ForSecs = forD.Seconds()
 	switch {

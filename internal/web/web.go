@@ -88,6 +88,9 @@ func New(opts Options) *UI {
 func (u *UI) routes() {
 	m := http.NewServeMux()
 	m.HandleFunc("GET /static/", u.serveStatic)
+	m.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, asset("favicon.svg"), http.StatusMovedPermanently)
+	})
 	m.Handle("GET /login", u.public(u.loginPage))
 	m.Handle("POST /login", u.public(u.login))
 	m.Handle("POST /logout", u.public(u.logout))

@@ -279,7 +279,7 @@ func TestPages(t *testing.T) {
 			"local script", "operator · open, no login", `hx-get="/ui/dashboard"`}},
 		{"dashboard live rows", "/ui/dashboard", 200, []string{`<tbody id="cluster-rows"`, `data-cluster="api"`}},
 		{"cluster", "/clusters/web", 200, []string{"<h1>web</h1>", `data-src="/ui/data/clusters/web/counters/load?since=15m"`,
-			`data-src="/ui/data/clusters/web/counters/queue?since=15m"`, `<code>load &gt; 5</code>`, "for 30s, cooldown 1m0s",
+			`data-src="/ui/data/clusters/web/counters/queue?since=15m"`, `<code>load &gt; 5</code>`, "for 30 s, cooldown 1 min",
 			"not past its threshold", "deploy node → local script", `action="/clusters/web/triggers/up/fire"`,
 			`action="/clusters/web/scale"`, `min="1" max="5" value="2"`, `action="/clusters/web/nodes/web-1/maintenance"`,
 			"Running a command on every node needs the cluster exec over SSH", "creating its machine", `hx-get="/ui/clusters/web"`}},
@@ -376,13 +376,13 @@ func TestSecurityHeadersAndAssets(t *testing.T) {
 	}
 	// Every asset the page names is served, from the binary, cacheable.
 	assets := regexp.MustCompile(`(?:href|src)="(/static/[^"]+)"`).FindAllStringSubmatch(p.body, -1)
-	if len(assets) != 5 {
-		t.Fatalf("%d assets in the page, want 5 (uPlot css+js, htmx, app css+js)", len(assets))
+	if len(assets) != 6 {
+		t.Fatalf("%d assets in the page, want 6 (favicon, uPlot css+js, htmx, app css+js)", len(assets))
 	}
 	for _, m := range assets {
 		path := strings.ReplaceAll(m[1], "&amp;", "&")
 		a := c.get(path)
-		if a.status != 200 || len(a.body) < 500 || !strings.Contains(a.header.Get("Cache-Control"), "immutable") {
+		if a.status != 200 || len(a.body) < 300 || !strings.Contains(a.header.Get("Cache-Control"), "immutable") {
 			t.Errorf("GET %s: %d, %d bytes, Cache-Control %q", path, a.status, len(a.body), a.header.Get("Cache-Control"))
 		}
 		for _, host := range []string{"http://", "https://"} {

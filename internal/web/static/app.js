@@ -30,6 +30,15 @@
   var palette = ['#4e79a7', '#f28e2b', '#59a14f', '#b07aa1', '#76b7b2', '#edc948',
     '#ff9da7', '#9c755f', '#bab0ac', '#e15759', '#8cd17d', '#86bcb6'];
 
+  // compact writes an axis label: 1.5k, 2M.
+  function compact(v) {
+    var a = Math.abs(v);
+    if (a >= 1e9) return +(v / 1e9).toFixed(1) + 'G';
+    if (a >= 1e6) return +(v / 1e6).toFixed(1) + 'M';
+    if (a >= 1e4) return +(v / 1e3).toFixed(1) + 'k';
+    return +v.toFixed(2) + '';
+  }
+
   function fmt(v) {
     if (v == null) return '–';
     return (Math.round(v * 100) / 100).toString();
@@ -104,10 +113,24 @@
         series.push({ label: s.label, stroke: palette[n++ % palette.length], width: 1.25, points: { show: false }, value: function (u, v) { return fmt(v); } });
       }
     });
+    // A threshold far above the readings would flatten them: it is named
+    // below the graph instead of drawn.
+    var top = 0;
+    d.series.forEach(function (s) {
+      s.values.forEach(function (v) { if (v != null && v > top) top = v; });
+    });
+    var off = [];
     d.thresholds.forEach(function (t) {
+      if (Math.abs(t.value) > Math.max(top, 1) * 10) {
+        off.push(t.label);
+        return;
+      }
       data.push(d.x.map(function () { return t.value; }));
       series.push({ label: t.label, stroke: '#dc2626', dash: [6, 4], width: 1.5, points: { show: false }, value: function () { return fmt(t.value); } });
     });
+    if (off.length && this.note) {
+      this.note.textContent = (this.note.textContent ? this.note.textContent + ' · ' : '') + 'off the chart: ' + off.join(', ');
+    }
     var key = series.map(function (s) { return s.label; }).join('|');
     if (this.u && key === this.key) {
       this.u.setData(data);
@@ -124,7 +147,8 @@
         x: { time: true },
         y: { range: function (u, min, max) { return [Math.min(0, min), max > 0 ? max * 1.15 : 1]; } }
       },
-      axes: [{ stroke: '#6b7280', grid: { stroke: '#f0f0f0' } }, { stroke: '#6b7280', size: 50, grid: { stroke: '#f0f0f0' } }],
+      axes: [{ stroke: '#6b7280', grid: { stroke: '#f0f0f0' } },
+        { stroke: '#6b7280', size: 56, grid: { stroke: '#f0f0f0' }, values: function (u, vals) { return vals.map(compact); } }],
       legend: { live: true },
       cursor: { drag: { x: false, y: false } }
     };
