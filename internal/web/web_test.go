@@ -618,7 +618,7 @@ func TestActions(t *testing.T) {
 	p = post("/clusters/web/scale", url.Values{"desired": {"many"}})
 	wantPage(t, p, 200, `the desired size &#34;many&#34; is not a whole number`)
 	p = post("/clusters/web/scale", url.Values{"desired": {"3"}})
-	wantPage(t, p, 200, "The desired size of web is now 3", `<div class="value" id="in-service">1 / 3</div>`)
+	wantPage(t, p, 200, "The desired size of web is now 3", `<div class="value" id="in-service" data-desired="3">1 / 3</div>`)
 
 	p = post("/clusters/web/nodes/web-1/maintenance", url.Values{"on": {"true"}, "back": {"/clusters/web/nodes/web-1"}})
 	wantPage(t, p, 200, "<h1>web-1</h1>", "Node web-1 is in maintenance", `<span class="state s-maintenance"`, "End maintenance")

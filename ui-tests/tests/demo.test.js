@@ -84,7 +84,12 @@ describe('goscaler demo, in Chromium', () => {
       peak = Math.max(peak, n);
       return [n > 2, `in service ${n}`];
     }, { timeout: 240000, interval: 1000 });
-    // The trigger's progress and the scale-out activity are on the page.
+    // The scale form follows the new desired size; the scale-out activity is listed.
+    await waitFor('the scale form to show the new desired size', async () => {
+      const [, desired] = await inService();
+      const v = await page.inputValue('input[name=desired]');
+      return [desired > 2 && v === String(desired), `input ${v}, desired ${desired}`];
+    }, { timeout: 10000 });
     const recent = await page.locator('#recent').innerText();
     assert.match(recent, /deploy node/);
     await browser.screenshot('demo-scaled-out');

@@ -27,6 +27,18 @@
     }
   });
 
+  // The scale form follows the desired size as it changes (a trigger scaled
+  // the cluster), unless someone is editing it.
+  document.addEventListener('input', function (e) {
+    if (e.target.name === 'desired') e.target.setAttribute('data-edited', 'true');
+  });
+  document.addEventListener('htmx:oobAfterSwap', function () {
+    var cur = document.getElementById('in-service');
+    var input = document.querySelector('input[name="desired"]');
+    if (!cur || !input || input.hasAttribute('data-edited') || document.activeElement === input) return;
+    input.value = cur.getAttribute('data-desired');
+  });
+
   var palette = ['#4e79a7', '#f28e2b', '#59a14f', '#b07aa1', '#76b7b2', '#edc948',
     '#ff9da7', '#9c755f', '#bab0ac', '#e15759', '#8cd17d', '#86bcb6'];
 
