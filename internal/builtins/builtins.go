@@ -9,8 +9,13 @@ import (
 	// Counter sources.
 	_ "github.com/goscaler/goscaler/internal/counter/exec"
 	_ "github.com/goscaler/goscaler/internal/counter/httpcounter"
+	_ "github.com/goscaler/goscaler/internal/counter/jmx"
+	_ "github.com/goscaler/goscaler/internal/counter/prometheus"
+	_ "github.com/goscaler/goscaler/internal/counter/rabbitmq"
 	// Load balancers.
 	_ "github.com/goscaler/goscaler/internal/lb/builtin"
+	_ "github.com/goscaler/goscaler/internal/lb/octavia"
 	// Providers.
+	_ "github.com/goscaler/goscaler/internal/provider/openstack"
 	_ "github.com/goscaler/goscaler/internal/provider/process"
 )

@@ -110,7 +110,7 @@ func TestBadFiles(t *testing.T) {
 		{"missing_name_provider.bad.yaml", []string{
 			`missing_name_provider.bad.yaml:2: cluster without a name: add name:`,
 			`missing_name_provider.bad.yaml:5: cluster "noprov" has no provider: add provider:`,
-			`missing_name_provider.bad.yaml:10: provider has no type: add type: with one of process`,
+			`missing_name_provider.bad.yaml:10: provider has no type: add type: with one of openstack, process`,
 			`missing_name_provider.bad.yaml:13: counter without a name: add name:`,
 			`missing_name_provider.bad.yaml:16: trigger without a name: add name:`,
 			`missing_name_provider.bad.yaml:16: unknown counter "x": this cluster defines no counters`,
@@ -140,10 +140,10 @@ func TestBadFiles(t *testing.T) {
 			`above_and_below.bad.yaml:17: trigger "orphan" has no condition: add counter: with above: or below:, or a when: list`,
 		}},
 		{"unknown_types.bad.yaml", []string{
-			`unknown_types.bad.yaml:6: unknown provider type "docker"; known types: process`,
+			`unknown_types.bad.yaml:6: unknown provider type "docker"; known types: openstack, process`,
 			`unknown_types.bad.yaml:7: unknown load balancer type "haproxy"; known types: builtin`,
 			`unknown_types.bad.yaml:8: health_check.type "grpc" is not one of http, tcp, none`,
-			`unknown_types.bad.yaml:10: unknown counter type "prometheus"; known types: exec, http`,
+			`unknown_types.bad.yaml:10: unknown counter type "snmp"; known types: exec, http`,
 			`unknown_types.bad.yaml:17: unknown action type "page_someone"; known types: deploy_node, local_script, remove_node`,
 		}},
 		{"listen_clash.bad.yaml", []string{

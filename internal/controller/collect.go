@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -33,28 +34,29 @@ func (c *Controller) collectOnce(ctx context.Context, cl *cluster, k *config.Cou
 	src := cl.sources[k.Name]
 	var nodeSamples []store.Sample
 	var agg store.Sample
+	nodes, err := c.st.NodeList(ctx, store.NodeFilter{Cluster: cl.cfg.Name, States: []store.NodeState{store.NodeInService}})
+	if err != nil {
+		if ctx.Err() == nil {
+			c.log.Warn("listing nodes for counters failed", "cluster", cl.cfg.Name, "err", err)
+		}
+		return
+	}
+	// The nodes a node-scoped counter reads; their number is the target's
+	// InService (for "per node" values).
+	nodes = slices.DeleteFunc(nodes, func(n store.Node) bool { return n.Maintenance })
 	if k.Scope == counter.ScopeCluster {
-		agg = c.read(ctx, cl, k, src, counter.Target{Cluster: cl.cfg.Name, Vars: nodeVars(cl, store.Node{})}, now)
+		agg = c.read(ctx, cl, k, src, counter.Target{Cluster: cl.cfg.Name, Vars: nodeVars(cl, store.Node{}), InService: len(nodes)}, now)
 		agg.Reporting = 0
 		if agg.OK() {
 			agg.Reporting = 1
 		}
 	} else {
-		nodes, err := c.st.NodeList(ctx, store.NodeFilter{Cluster: cl.cfg.Name, States: []store.NodeState{store.NodeInService}})
-		if err != nil {
-			if ctx.Err() == nil {
-				c.log.Warn("listing nodes for counters failed", "cluster", cl.cfg.Name, "err", err)
-			}
-			return
-		}
 		var mu sync.Mutex
 		var wg sync.WaitGroup
 		for _, n := range nodes {
-			if n.Maintenance {
-				continue
-			}
 			wg.Go(func() {
-				s := c.read(ctx, cl, k, src, counter.Target{Cluster: cl.cfg.Name, NodeID: n.ID, Address: n.Address, Vars: nodeVars(cl, n)}, now)
+				s := c.read(ctx, cl, k, src, counter.Target{Cluster: cl.cfg.Name, NodeID: n.ID, Address: n.Address,
+					Vars: nodeVars(cl, n), InService: len(nodes)}, now)
 				s.Node = n.ID
 				mu.Lock()
 				nodeSamples = append(nodeSamples, s)

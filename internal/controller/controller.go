@@ -213,11 +213,17 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 }
 
-// Close stops the load balancers.
+// Close stops the load balancers and closes the counter sources that hold
+// connections (an AMQP connection, idle HTTP connections).
 func (c *Controller) Close() {
 	for _, cl := range c.clusters {
 		if closer, ok := cl.bal.(interface{ Close() error }); ok {
 			_ = closer.Close()
+		}
+		for _, src := range cl.sources {
+			if closer, ok := src.(interface{ Close() error }); ok {
+				_ = closer.Close()
+			}
 		}
 	}
 }

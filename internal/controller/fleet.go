@@ -384,7 +384,10 @@ func (c *Controller) launchNode(ctx context.Context, nodeID string, attempt int)
 		return nil
 	}
 	deadline := n.CreatedAt.Add(cl.cfg.BootTimeout.D())
-	if n.State == store.NodePending || n.MachineID == "" {
+	// A machine adopted before it had an address (a cloud server still
+	// building when the server restarted) is asked for again: Create is
+	// idempotent per node, and returns once the machine has its address.
+	if n.State == store.NodePending || n.MachineID == "" || n.Address == "" {
 		if n, err = c.setState(ctx, n, store.NodeProvisioning, "creating its machine"); err != nil {
 			if errors.Is(err, errSuperseded) {
 				return nil

@@ -14,6 +14,7 @@ package counter
 import (
 	"context"
 	"log/slog"
+	"maps"
 
 	"github.com/goscaler/goscaler/internal/plugin"
 )
@@ -38,6 +39,24 @@ type Target struct {
 	// Vars are the template variables of the target (Cluster, NodeID, Address,
 	// Host, Port and the cluster's vars).
 	Vars map[string]string
+	// InService is how many of the cluster's nodes were in service (and not
+	// in maintenance: the nodes a node-scoped counter reads) when the reading
+	// started. Sources that report a value per node ("messages per worker")
+	// divide by it. Zero means none, or a caller that does not count them.
+	InService int
+}
+
+// TemplateVars are the target's Vars, completed with Cluster, NodeID and
+// Address from its own fields when Vars lacks them; a new map.
+func (t Target) TemplateVars() map[string]string {
+	vars := make(map[string]string, len(t.Vars)+3)
+	maps.Copy(vars, t.Vars)
+	for k, v := range map[string]string{"Cluster": t.Cluster, "NodeID": t.NodeID, "Address": t.Address} {
+		if _, ok := vars[k]; !ok && v != "" {
+			vars[k] = v
+		}
+	}
+	return vars
 }
 
 // Source reads a counter.
