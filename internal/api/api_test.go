@@ -72,7 +72,18 @@ type env struct {
 	base time.Time
 }
 
+// newEnv builds an API whose tokens are operators' tokens.
 func newEnv(t *testing.T, tokens ...string) *env {
+	t.Helper()
+	var toks []config.APIToken
+	for _, tok := range tokens {
+		toks = append(toks, config.APIToken{Token: tok, Role: config.RoleOperator})
+	}
+	return newEnvTokens(t, toks)
+}
+
+// newEnvTokens builds an API with tokens of any role.
+func newEnvTokens(t *testing.T, tokens []config.APIToken) *env {
 	t.Helper()
 	ctx := t.Context()
 	cfg, err := config.Parse("api.yaml", []byte(testConfig))
@@ -313,6 +324,53 @@ func TestAuth(t *testing.T) {
 	}
 }
 
+// TestRoles: a viewer's token reads everything and changes nothing; an
+// operator's token does both.
+func TestRoles(t *testing.T) {
+	t.Parallel()
+	viewer, operator := strings.Repeat("v", 32), strings.Repeat("o", 32)
+	e := newEnvTokens(t, []config.APIToken{{Token: viewer, Role: config.RoleViewer}, {Token: operator, Role: config.RoleOperator}})
+	e.seed()
+	tests := []struct {
+		method, path, body, token string
+		status                    int
+	}{
+		{"GET", "/api/v1/clusters", "", viewer, http.StatusOK},
+		{"GET", "/api/v1/clusters/web", "", viewer, http.StatusOK},
+		{"GET", "/api/v1/activities", "", viewer, http.StatusOK},
+		{"POST", "/api/v1/clusters/web/scale", `{"desired": 3}`, viewer, http.StatusForbidden},
+		{"POST", "/api/v1/clusters/web/triggers/up/fire", "", viewer, http.StatusForbidden},
+		{"POST", "/api/v1/clusters/web/nodes/web-1/maintenance", `{"on": true}`, viewer, http.StatusForbidden},
+		{"POST", "/api/v1/clusters/web/scale", `{"desired": 3}`, operator, http.StatusOK},
+		{"POST", "/api/v1/clusters/web/nodes/web-1/maintenance", `{"on": true}`, operator, http.StatusOK},
+	}
+	for _, tt := range tests {
+		r := e.do(tt.method, tt.path, tt.body, "Authorization", "Bearer "+tt.token)
+		role := "viewer"
+		if tt.token == operator {
+			role = "operator"
+		}
+		if tt.status == http.StatusForbidden {
+			wantError(t, r, http.StatusForbidden, "forbidden", "role (viewer) may only read")
+			continue
+		}
+		if r.status != tt.status {
+			t.Errorf("%s %s as %s = %d, want %d (%s)", tt.method, tt.path, role, r.status, tt.status, r.body)
+		}
+	}
+	// The viewer changed nothing.
+	c, err := e.st.ClusterGet(t.Context(), "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Desired != 3 {
+		t.Errorf("desired = %d after the operator's scale to 3", c.Desired)
+	}
+	if acts, _ := e.st.ActivityList(t.Context(), store.ActivityFilter{Cluster: "web", Kind: "trigger"}); len(acts) != 1 {
+		t.Errorf("%d trigger activities after the viewer's refused fire, want the 1 seeded", len(acts))
+	}
+}
+
 // clusterView is api.ClusterView as JSON.
 type clusterView struct {
 	Name         string         `json:"name"`
@@ -431,7 +489,7 @@ func TestReadRoutes(t *testing.T) {
 		}},
 		{"cluster without nodes", "/api/v1/clusters/api", func(t *testing.T, r response) {
 			d := decode[clusterDetail](t, r)
-			if d.Name != "api" || len(d.NodeList) != 1 || d.TriggerState != nil {
+			if d.Name != "api" || len(d.NodeList) != 1 || len(d.TriggerState) != 0 {
 				t.Errorf("detail = %+v", d)
 			}
 			if !bytes.Contains(r.body, []byte(`"trigger_states": null`)) && !bytes.Contains(r.body, []byte(`"trigger_states": []`)) {
@@ -669,6 +727,11 @@ func TestErrors(t *testing.T) {
 		{"start an unknown cluster", "POST", "/api/v1/clusters/nope/start", "", 404, "not_found", `cluster "nope"`},
 		{"destroy an unknown cluster", "POST", "/api/v1/clusters/nope/destroy", "", 404, "not_found", `cluster "nope"`},
 		{"GET destroy", "GET", "/api/v1/clusters/web/destroy", "", 404, "not_found", "no API route GET"},
+		{"maintenance of a terminated node", "POST", "/api/v1/clusters/web/nodes/web-3/maintenance", `{"on": true}`, 422, "invalid", "node web-3 is terminated: only a live node"},
+		{"maintenance in another cluster", "POST", "/api/v1/clusters/api/nodes/web-1/maintenance", `{"on": true}`, 404, "not_found", `node "web-1" of cluster "api"`},
+		{"maintenance of an unknown node", "POST", "/api/v1/clusters/web/nodes/nope/maintenance", `{"on": true}`, 404, "not_found", "not found"},
+		{"maintenance without on", "POST", "/api/v1/clusters/web/nodes/web-1/maintenance", `{}`, 400, "bad_request", `body must be {"on": true} or {"on": false}`},
+		{"maintenance with a string", "POST", "/api/v1/clusters/web/nodes/web-1/maintenance", `{"on": "yes"}`, 400, "bad_request", "invalid JSON body"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -684,6 +747,59 @@ func TestErrors(t *testing.T) {
 	acts, err := e.st.ActivityList(t.Context(), store.ActivityFilter{AfterID: s.script.ID})
 	if err != nil || len(acts) != 0 {
 		t.Errorf("refused requests recorded activities: %+v, %v", acts, err)
+	}
+}
+
+// maintenanceResult is api.MaintenanceResult as JSON.
+type maintenanceResult struct {
+	Node     store.Node      `json:"node"`
+	Activity *store.Activity `json:"activity"`
+}
+
+func TestMaintenance(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.seed()
+	tests := []struct {
+		name, node, body string
+		want             bool
+		output           string // of the activity; "" for none
+	}{
+		{"on, no load balancer", "web/nodes/web-1", `{"on": true}`, true, "the node is not in a load balancer: nothing to do there"},
+		{"on again", "web/nodes/web-1", `{"on": true}`, true, ""},
+		{"off", "web/nodes/web-1", `{"on": false}`, false, "the node is not in a load balancer: nothing to do there"},
+		{"on, behind the load balancer", "api/nodes/api-1", `{"on": true}`, true, "out of the load balancer; in-flight requests drained in"},
+		{"off, behind the load balancer", "api/nodes/api-1", `{"on": false}`, false, "back in the load balancer"},
+	}
+	for _, tt := range tests {
+		r := e.do("POST", "/api/v1/clusters/"+tt.node+"/maintenance", tt.body)
+		wantOK(t, r, http.StatusOK)
+		got := decode[maintenanceResult](t, r)
+		if got.Node.Maintenance != tt.want {
+			t.Errorf("%s: maintenance = %v", tt.name, got.Node.Maintenance)
+		}
+		if (got.Activity != nil) != (tt.output != "") {
+			t.Fatalf("%s: activity %+v, want one: %v", tt.name, got.Activity, tt.output != "")
+		}
+		if got.Activity == nil {
+			continue
+		}
+		// Leaving the load balancer drains in the background.
+		var act store.Activity
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			act = decode[activityDetail](t, e.do("GET", fmt.Sprintf("/api/v1/activities/%d", got.Activity.ID), "")).Activity
+			if act.Status.Done() || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if act.Kind != "maintenance" || act.Status != store.ActivitySucceeded || !strings.HasPrefix(act.Output, tt.output) {
+			t.Errorf("%s: activity %s %s %q, want maintenance succeeded %q", tt.name, act.Kind, act.Status, act.Output, tt.output)
+		}
+		if n := decode[nodeDetail](t, e.do("GET", "/api/v1/clusters/"+tt.node, "")); n.Maintenance != tt.want {
+			t.Errorf("%s: GET node maintenance = %v", tt.name, n.Maintenance)
+		}
 	}
 }
 

@@ -65,8 +65,10 @@ type Server struct {
 	// Database is empty for SQLite in DataDir, or a postgres:// URL.
 	Database string `yaml:"database"`
 	// APITokens, when set, are required as `Authorization: Bearer TOKEN` on
-	// every /api/ call. GOSCALER_API_TOKENS (comma separated) adds to them.
-	APITokens []string `yaml:"api_tokens"`
+	// every /api/ call and to log in to the web UI. An entry is a plain token
+	// (an operator) or {token: ..., role: viewer|operator}.
+	// GOSCALER_API_TOKENS (comma separated) adds operator tokens.
+	APITokens []APIToken `yaml:"api_tokens"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
 	// SampleRetention is how long counter samples are kept.
@@ -85,6 +87,61 @@ type Server struct {
 	// envTokens counts the APITokens that came from GOSCALER_API_TOKENS (the last ones).
 	envTokens int
 }
+
+// Role is what a token may do: viewers read, operators also act.
+type Role string
+
+// Roles of API tokens.
+const (
+	RoleViewer   Role = "viewer"
+	RoleOperator Role = "operator"
+)
+
+// CanAct reports whether the role may change things (scale, fire, maintain).
+func (r Role) CanAct() bool { return r == RoleOperator }
+
+// APIToken is one entry of server.api_tokens: a plain string (an operator's
+// token) or a mapping {token: ..., role: viewer|operator}.
+type APIToken struct {
+	Token string `yaml:"token"`
+	// Role defaults to operator.
+	Role Role `yaml:"role"`
+	// Line is where the entry is defined.
+	Line int `yaml:"-"`
+
+	// decodeErr holds the problems of a mapping entry, reported by the
+	// validator (see Counter.decodeErr).
+	decodeErr error
+}
+
+// UnmarshalYAML accepts a plain token or a {token, role} mapping.
+func (t *APIToken) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	*t = APIToken{Line: n.Line}
+	switch n.Kind {
+	case yaml.ScalarNode:
+		t.Token, t.Role = n.Value, RoleOperator
+	case yaml.MappingNode:
+		type entry struct {
+			Token string `yaml:"token"`
+			Role  Role   `yaml:"role"`
+		}
+		var e entry
+		t.decodeErr = plugin.DecodeStrict(n, &e)
+		t.Token, t.Role = e.Token, e.Role
+		if t.Role == "" {
+			t.Role = RoleOperator
+		}
+	default:
+		t.decodeErr = &plugin.LineError{Line: n.Line, Err: errors.New("expected a token or a mapping {token: ..., role: viewer|operator}, got a list")}
+	}
+	return nil
+}
+
+// String names the token's role, never the token itself.
+func (t APIToken) String() string { return string(t.Role) + " token" }
 
 // Cluster is one cluster's definition.
 type Cluster struct {
@@ -512,7 +569,7 @@ func (c *Config) applyDefaults() {
 	if env := os.Getenv("GOSCALER_API_TOKENS"); env != "" {
 		for _, t := range strings.Split(env, ",") {
 			if t = strings.TrimSpace(t); t != "" {
-				s.APITokens = append(s.APITokens, t)
+				s.APITokens = append(s.APITokens, APIToken{Token: t, Role: RoleOperator})
 				s.envTokens++
 			}
 		}

@@ -3,6 +3,7 @@ package config_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -160,6 +161,14 @@ func TestBadFiles(t *testing.T) {
 			`server_settings.bad.yaml:7: API token 2 is shorter than 16 characters`,
 			`server_settings.bad.yaml:8: server.reconcile_interval 100ms is too short: at least 1s`,
 			`server_settings.bad.yaml:9: server.orphans "keep" is not one of terminate, report`,
+		}},
+		{"api_tokens.bad.yaml", []string{
+			`api_tokens.bad.yaml:5: role: expected a string, got a list`,
+			`api_tokens.bad.yaml:6: unknown key "rol"; valid keys here: role, token`,
+			`api_tokens.bad.yaml:7: API token 4 has no token: add token:`,
+			`api_tokens.bad.yaml:8: API token 5: role "admin" is not viewer or operator`,
+			`api_tokens.bad.yaml:9: API token 6 is the same as token 1: keep one`,
+			`api_tokens.bad.yaml:10: expected a token or a mapping {token: ..., role: viewer|operator}, got a list`,
 		}},
 		{"health_check.bad.yaml", []string{
 			`health_check.bad.yaml:7: health_check.path "healthz" must start with /`,
@@ -498,8 +507,25 @@ func TestFullExample(t *testing.T) {
 		s.ReconcileInterval.D() != 5*time.Minute || s.Orphans != "report" {
 		t.Errorf("server = %+v", s)
 	}
-	if !slices.Contains(s.APITokens, "3f6c0a51e2d94b7a8c1e5d2f9a0b4c6e") {
-		t.Errorf("api_tokens = %q", s.APITokens)
+	wantTokens := []struct {
+		token string
+		role  config.Role
+		line  int
+	}{
+		{"3f6c0a51e2d94b7a8c1e5d2f9a0b4c6e", config.RoleOperator, 7},
+		{"9b1d3e5f7a2c4e6a8b0d2f4a6c8e0a1b", config.RoleViewer, 8},
+		{"5e7a9c1b3d5f7a9c2e4a6c8e0b2d4f6a", config.RoleOperator, 9},
+	}
+	if len(s.APITokens) != len(wantTokens) {
+		t.Fatalf("api_tokens: %d entries, want %d", len(s.APITokens), len(wantTokens))
+	}
+	for i, w := range wantTokens {
+		if got := s.APITokens[i]; got.Token != w.token || got.Role != w.role || got.Line != w.line {
+			t.Errorf("api_tokens[%d] = role %s line %d, want role %s line %d (token match %v)", i, got.Role, got.Line, w.role, w.line, got.Token == w.token)
+		}
+	}
+	if str := fmt.Sprint(s.APITokens[1]); strings.Contains(str, "9b1d3e5f") || str != "viewer token" {
+		t.Errorf("an API token prints as %q: it must name its role, never the token", str)
 	}
 	if len(cfg.Clusters) != 2 {
 		t.Fatalf("%d clusters, want 2", len(cfg.Clusters))
@@ -508,7 +534,7 @@ func TestFullExample(t *testing.T) {
 	if web.Name != "web" || web.Min != 2 || web.Max != 10 || web.Desired == nil || *web.Desired != 3 || web.DesiredOrMin() != 3 {
 		t.Errorf("web sizes = %d..%d desired %v", web.Min, web.Max, web.Desired)
 	}
-	if web.Line != 14 || web.Vars["region"] != "eu-west" || web.Vars["tier"] != "{{.Cluster}}-frontend" {
+	if web.Line != 17 || web.Vars["region"] != "eu-west" || web.Vars["tier"] != "{{.Cluster}}-frontend" {
 		t.Errorf("web line %d vars %v", web.Line, web.Vars)
 	}
 	if web.BootTimeout.D() != time.Minute {
@@ -546,7 +572,7 @@ func TestFullExample(t *testing.T) {
 		t.Fatalf("inflight source is %T", in.Source)
 	}
 	if in.Type != "http" || in.Scope != counter.ScopeNode || in.Aggregate != config.AggMax || in.Interval.D() != 2*time.Second ||
-		in.Timeout.D() != 1500*time.Millisecond || in.Line != 45 {
+		in.Timeout.D() != 1500*time.Millisecond || in.Line != 48 {
 		t.Errorf("inflight = %+v", in)
 	}
 	if hc.URL != "http://{{.Address}}/stats" || hc.Path != "stats.inflight" || hc.Method != "POST" || hc.Headers["Authorization"] != "Bearer {{.region}}" {
@@ -575,7 +601,7 @@ func TestFullExample(t *testing.T) {
 	if got := out.Conditions(); len(got) != 1 || got[0].String() != "inflight > 20" || got[0].Line != out.Line {
 		t.Errorf("scale-out conditions = %+v", got)
 	}
-	if d, ok := out.Actions[0].Config.(*fleet.DeployConfig); !ok || d.Count != 2 || out.Actions[0].Line != 75 {
+	if d, ok := out.Actions[0].Config.(*fleet.DeployConfig); !ok || d.Count != 2 || out.Actions[0].Line != 78 {
 		t.Errorf("deploy action = %#v line %d", out.Actions[0].Config, out.Actions[0].Line)
 	}
 	sc, ok := out.Actions[1].Config.(*script.Config)
@@ -584,7 +610,7 @@ func TestFullExample(t *testing.T) {
 	}
 	in2 := web.Trigger("scale-in")
 	conds := in2.Conditions()
-	if len(conds) != 2 || conds[0].String() != "inflight < 2" || conds[1].String() != "queue_depth < 0.5" || conds[1].Line != 88 {
+	if len(conds) != 2 || conds[0].String() != "inflight < 2" || conds[1].String() != "queue_depth < 0.5" || conds[1].Line != 91 {
 		t.Errorf("scale-in conditions = %+v", conds)
 	}
 	if r, ok := in2.Actions[0].Config.(*fleet.RemoveConfig); !ok || r.Count != 1 || r.Order != fleet.OrderNewest {
@@ -764,8 +790,8 @@ func TestAPITokensFromEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(cfg.Server.APITokens, []string{"0123456789abcdef0123"}) {
-		t.Errorf("APITokens = %q", cfg.Server.APITokens)
+	if toks := cfg.Server.APITokens; len(toks) != 1 || toks[0].Token != "0123456789abcdef0123" || toks[0].Role != config.RoleOperator {
+		t.Errorf("APITokens from GOSCALER_API_TOKENS = %d entries, want one operator token", len(toks))
 	}
 }
 

@@ -157,13 +157,31 @@ func (v *validator) validate(cfg *Config) {
 		v.at("server.orphans", "server.orphans %q is not one of terminate, report", s.Orphans)
 	}
 	fromFile := len(s.APITokens) - s.envTokens
+	seenTokens := map[string]int{}
 	for i, t := range s.APITokens {
+		path := fmt.Sprintf("server.api_tokens[%d]", i)
+		if t.decodeErr != nil {
+			v.decodeErrors(t.decodeErr)
+			continue
+		}
 		switch {
-		case len(t) >= 16:
+		case len(t.Token) >= 16:
+		case i < fromFile && t.Token == "":
+			v.at(path, "API token %d has no token: add token: (a long random string, openssl rand -hex 32)", i+1)
 		case i < fromFile:
-			v.at(fmt.Sprintf("server.api_tokens[%d]", i), "API token %d is shorter than 16 characters: use a long random string (openssl rand -hex 32)", i+1)
+			v.at(path, "API token %d is shorter than 16 characters: use a long random string (openssl rand -hex 32)", i+1)
 		default:
 			v.errs = append(v.errs, fmt.Errorf("token %d of GOSCALER_API_TOKENS is shorter than 16 characters: use a long random string (openssl rand -hex 32)", i-fromFile+1))
+		}
+		if first, ok := seenTokens[t.Token]; ok && t.Token != "" {
+			v.at(path, "API token %d is the same as token %d: keep one", i+1, first)
+		} else {
+			seenTokens[t.Token] = i + 1
+		}
+		switch t.Role {
+		case RoleViewer, RoleOperator:
+		default:
+			v.at(path+".role", "API token %d: role %q is not viewer or operator", i+1, t.Role)
 		}
 	}
 	if len(cfg.Clusters) == 0 {

@@ -341,6 +341,8 @@ func (c *Controller) setState(ctx context.Context, n store.Node, state store.Nod
 			out = cur
 			return fmt.Errorf("node %s is %s, not moving it to %s: %w", n.ID, cur.State, state, errSuperseded)
 		}
+		// Maintenance is the operator's: a stale copy must not undo it.
+		n.Maintenance = cur.Maintenance
 		out, err = tx.NodeUpdate(ctx, n)
 		return err
 	})
@@ -460,7 +462,12 @@ func (c *Controller) launchNode(ctx context.Context, nodeID string, attempt int)
 		case <-time.After(pollEvery):
 		}
 	}
-	if cl.bal != nil && !registered {
+	cl.health.remember(n.ID, c.clock.Now(), nil, 0)
+	// A node put in maintenance while it booted stays out of rotation.
+	if cur, err := c.st.NodeGet(ctx, n.ID); err == nil && cur.Maintenance {
+		n.Maintenance = true
+	}
+	if cl.bal != nil && !registered && !n.Maintenance {
 		if err := cl.bal.Register(ctx, backend(n)); err != nil {
 			return fmt.Errorf("node %s: registering in the load balancer: %w", n.ID, err)
 		}
@@ -583,6 +590,7 @@ func (c *Controller) terminateNode(ctx context.Context, nodeID string, _ int) er
 		}
 	}
 	cl.health.forget(n.Address)
+	cl.health.forgetNode(n.ID)
 	if n.MachineID != "" {
 		if err := cl.prov.Delete(ctx, n.MachineID); err != nil && !errors.Is(err, provider.ErrNotFound) {
 			return fmt.Errorf("node %s: deleting machine %s: %w", n.ID, n.MachineID, err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -273,13 +274,18 @@ func (c *Controller) healthLoop(ctx context.Context, cl *cluster) {
 			}
 			wg.Go(func() {
 				err := cl.health.check(ctx, backend(n))
+				if ctx.Err() != nil {
+					return
+				}
 				if err != nil && cl.health.reporter != nil && !errors.Is(err, lb.ErrUnhealthy) {
 					// The balancer could not be asked (throttled, down): that
 					// says nothing about the node.
 					c.log.Warn("cannot get a node's health from the load balancer", "node", n.ID, "err", err)
 					return
 				}
-				if fails := cl.health.record(n.Address, err); fails >= hc.UnhealthyThreshold && ctx.Err() == nil {
+				fails := cl.health.record(n.Address, err)
+				cl.health.remember(n.ID, c.clock.Now(), err, fails)
+				if fails >= hc.UnhealthyThreshold {
 					cl.health.forget(n.Address)
 					reason := fmt.Sprintf("health check failed %d times in a row: %v", fails, err)
 					if err := c.nodeFailed(ctx, cl, n, reason); err != nil {
@@ -318,7 +324,8 @@ func (c *Controller) housekeeping(ctx context.Context) {
 	}
 }
 
-// healthChecker runs a cluster's health check and counts failures per address.
+// healthChecker runs a cluster's health check, counts failures per address
+// and keeps each node's recent results.
 type healthChecker struct {
 	cfg    config.HealthCheck
 	client *http.Client
@@ -327,10 +334,23 @@ type healthChecker struct {
 	reporter lb.HealthReporter
 	mu       sync.Mutex
 	fails    map[string]int
+	results  map[string][]HealthResult
 }
 
+// HealthResult is one health check of a node.
+type HealthResult struct {
+	At    time.Time `json:"at"`
+	OK    bool      `json:"ok"`
+	Error string    `json:"error,omitempty"`
+	// FailsInRow counts this and the failures right before it (0 when OK).
+	FailsInRow int `json:"fails_in_row,omitempty"`
+}
+
+// healthResultsKept is how many results are kept per node.
+const healthResultsKept = 20
+
 func newHealthChecker(cfg config.HealthCheck) *healthChecker {
-	return &healthChecker{cfg: cfg, fails: map[string]int{}, client: &http.Client{
+	return &healthChecker{cfg: cfg, fails: map[string]int{}, results: map[string][]HealthResult{}, client: &http.Client{
 		Timeout:   cfg.Timeout.D(),
 		Transport: &http.Transport{MaxIdleConnsPerHost: 1, IdleConnTimeout: 30 * time.Second},
 	}}
@@ -384,6 +404,35 @@ func (h *healthChecker) record(address string, err error) int {
 	}
 	h.fails[address]++
 	return h.fails[address]
+}
+
+// remember keeps a node's result (the newest healthResultsKept).
+func (h *healthChecker) remember(nodeID string, at time.Time, err error, fails int) {
+	r := HealthResult{At: at, OK: err == nil, FailsInRow: fails}
+	if err != nil {
+		r.Error = err.Error()
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	rs := append(h.results[nodeID], r)
+	if len(rs) > healthResultsKept {
+		rs = slices.Clone(rs[len(rs)-healthResultsKept:])
+	}
+	h.results[nodeID] = rs
+}
+
+// recent returns a node's kept results, oldest first.
+func (h *healthChecker) recent(nodeID string) []HealthResult {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.results[nodeID])
+}
+
+// forgetNode drops a terminated node's results.
+func (h *healthChecker) forgetNode(nodeID string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.results, nodeID)
 }
 
 func (h *healthChecker) forget(address string) {

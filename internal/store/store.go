@@ -199,7 +199,9 @@ type Activity struct {
 
 // ActivityFilter selects activities, newest first. Zero fields match everything.
 type ActivityFilter struct {
-	Cluster  string
+	Cluster string
+	// Node keeps the activities about one node.
+	Node     string
 	Kind     string
 	Status   ActivityStatus
 	ParentID int64

@@ -405,6 +405,9 @@ func (s *Store) ActivityList(ctx context.Context, f store.ActivityFilter) ([]sto
 	if f.Cluster != "" {
 		w.add("cluster = ?", f.Cluster)
 	}
+	if f.Node != "" {
+		w.add("node = ?", f.Node)
+	}
 	if f.Kind != "" {
 		w.add("kind = ?", f.Kind)
 	}

@@ -171,7 +171,7 @@ func testActivityList(t *testing.T, s store.Store) {
 	d1s1 := create(store.Activity{ParentID: d1, Cluster: "web", Step: 1, Kind: "local_script", Status: store.ActivityFailed})
 	d2 := create(store.Activity{Cluster: "db", Kind: "scale", Status: store.ActivityRunning})
 	d2s0 := create(store.Activity{ParentID: d2, Cluster: "db", Kind: "remove_node", Status: store.ActivityPending})
-	d3 := create(store.Activity{Cluster: "web", Kind: "node_failed", Status: store.ActivitySucceeded})
+	d3 := create(store.Activity{Cluster: "web", Node: "web-1", Kind: "node_failed", Status: store.ActivitySucceeded})
 
 	tests := []struct {
 		name string
@@ -190,6 +190,9 @@ func testActivityList(t *testing.T, s store.Store) {
 		{"cluster+status+limit", store.ActivityFilter{Cluster: "web", Status: store.ActivitySucceeded, Limit: 2}, []int64{d3, d1s0}},
 		{"parent+after", store.ActivityFilter{ParentID: d1, AfterID: d1s0}, []int64{d1s1}},
 		{"no match", store.ActivityFilter{Cluster: "nope"}, []int64{}},
+		{"node", store.ActivityFilter{Node: "web-1"}, []int64{d3}},
+		{"cluster+node", store.ActivityFilter{Cluster: "web", Node: "web-1"}, []int64{d3}},
+		{"unknown node", store.ActivityFilter{Node: "web-2"}, []int64{}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
