@@ -150,6 +150,12 @@ type proc struct {
 // of its log is printed if the test failed.
 func start(t *testing.T, name, dir, logPath string, args ...string) *proc {
 	t.Helper()
+	return startEnv(t, name, dir, logPath, cleanEnv(), args...)
+}
+
+// startEnv is start with the process's environment.
+func startEnv(t *testing.T, name, dir, logPath string, env []string, args ...string) *proc {
+	t.Helper()
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatalf("opening %s: %v", logPath, err)
@@ -157,7 +163,7 @@ func start(t *testing.T, name, dir, logPath string, args ...string) *proc {
 	fmt.Fprintf(logf, "=== e2e %s: goscaler %s\n", time.Now().Format("15:04:05.000"), strings.Join(args, " "))
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
-	cmd.Env = cleanEnv()
+	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		_ = logf.Close()
@@ -222,11 +228,17 @@ type server struct {
 	api     *apiClient
 }
 
-// startServer runs `goscaler server --config cfgPath` and waits for /healthz.
-func startServer(t *testing.T, cfgPath, addr, dataDir, token string) *server {
+// startServer runs `goscaler server --config cfgPath [extra…]` and waits for /healthz.
+func startServer(t *testing.T, cfgPath, addr, dataDir, token string, extra ...string) *server {
+	t.Helper()
+	return startServerEnv(t, cfgPath, addr, dataDir, token, cleanEnv(), extra...)
+}
+
+// startServerEnv is startServer with the server's environment.
+func startServerEnv(t *testing.T, cfgPath, addr, dataDir, token string, env []string, extra ...string) *server {
 	t.Helper()
 	dir := filepath.Dir(cfgPath)
-	p := start(t, "server", dir, filepath.Join(dir, "server.log"), "server", "--config", cfgPath)
+	p := startEnv(t, "server", dir, filepath.Join(dir, "server.log"), env, append([]string{"server", "--config", cfgPath}, extra...)...)
 	s := &server{proc: p, addr: addr, dataDir: dataDir, config: cfgPath, token: token,
 		api: &apiClient{t: t, base: "http://" + addr, token: token}}
 	waitHealthy(t, p, addr, 30*time.Second)
@@ -255,10 +267,17 @@ func waitHealthy(t *testing.T, p *proc, addr string, timeout time.Duration) {
 // stdout and stderr.
 func runCLI(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	return runCLIInput(t, "", args...)
+}
+
+// runCLIInput is runCLI with stdin.
+func runCLIInput(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = cleanEnv()
+	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -279,9 +298,12 @@ func runCLI(t *testing.T, args ...string) (int, string, string) {
 
 // clusterSpec is what the tests vary in a cluster of demo nodes.
 type clusterSpec struct {
-	Name                string
-	Min, Max, Desired   int
-	LBListen            string // "" for no load balancer
+	Name              string
+	Min, Max, Desired int
+	LBListen          string // "" for no load balancer
+	// LoadBalancer, when set, is the cluster's whole load_balancer section
+	// (YAML indented for the cluster), instead of the builtin on LBListen.
+	LoadBalancer        string
 	Triggers            string // YAML of the triggers list items, indented for the cluster, or ""
 	Counters            string // YAML of the counters list items, or ""
 	BootTimeout         string
@@ -334,7 +356,9 @@ clusters:
     boot_timeout: %s
 `, addr, dataDir, c.ExtraServerSettings, c.Name, c.Min, c.Max, c.Desired, c.NodeArgs, c.StopTimeout,
 		c.HealthInterval, c.UnhealthyThreshold, c.BootTimeout)
-	if c.LBListen != "" {
+	if c.LoadBalancer != "" {
+		b.WriteString(c.LoadBalancer)
+	} else if c.LBListen != "" {
 		fmt.Fprintf(&b, `    load_balancer:
       type: builtin
       listen: %q

@@ -5,7 +5,6 @@
 package api
 
 import (
-	"cmp"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -14,7 +13,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,9 +31,11 @@ import (
 type Options struct {
 	Store      store.Store
 	Controller *controller.Controller
-	// Tokens, when not empty, are required as bearer tokens on /api/.
-	Tokens []string
-	// AgentTokens are accepted, besides Tokens, on the agent endpoints only.
+	// Tokens, when not empty, are required as bearer tokens on /api/; a
+	// viewer's token may only read (GET), an operator's may also act (POST).
+	Tokens []config.APIToken
+	// AgentTokens are accepted, besides operators' Tokens, on the agent
+	// endpoint only (POST /api/v1/agent/heartbeat).
 	AgentTokens []string
 	Registry    *prometheus.Registry
 	Logger      *slog.Logger
@@ -67,7 +67,7 @@ func New(opts Options) http.Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	a := &api{opts: opts, st: opts.Store, ctl: opts.Controller}
+	a := &api{opts: opts, st: opts.Store, ctl: opts.Controller, data: Data{Store: opts.Store, Controller: opts.Controller}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -84,9 +84,14 @@ func New(opts Options) http.Handler {
 		{"GET /api/v1/clusters/{name}", a.getCluster},
 		{"GET /api/v1/clusters/{name}/nodes", a.listNodes},
 		{"GET /api/v1/clusters/{name}/nodes/{node}", a.getNode},
+		{"POST /api/v1/clusters/{name}/nodes/{node}/maintenance", a.maintenance},
 		{"GET /api/v1/clusters/{name}/counters", a.listCounters},
 		{"GET /api/v1/clusters/{name}/counters/{counter}", a.getCounter},
 		{"POST /api/v1/clusters/{name}/scale", a.scale},
+		{"POST /api/v1/clusters/{name}/stop", a.stop},
+		{"POST /api/v1/clusters/{name}/start", a.start},
+		{"POST /api/v1/clusters/{name}/destroy", a.destroy},
+		{"POST /api/v1/clusters/destroy", a.destroyAll},
 		{"GET /api/v1/clusters/{name}/triggers", a.listTriggers},
 		{"POST /api/v1/clusters/{name}/triggers/{trigger}/fire", a.fire},
 		{"GET /api/v1/triggers", a.listTriggers},
@@ -94,12 +99,11 @@ func New(opts Options) http.Handler {
 		{"GET /api/v1/activities/{id}", a.getActivity},
 	}
 	for _, rt := range routes {
-		mux.Handle(rt.pattern, a.auth(opts.Tokens, a.wrap(rt.h)))
+		mux.Handle(rt.pattern, a.auth(a.wrap(rt.h)))
 	}
 	// Agents may use an agent token, which opens nothing else.
-	agentTokens := append(slices.Clone(opts.AgentTokens), opts.Tokens...)
-	mux.Handle("POST "+agent.HeartbeatPath, a.auth(agentTokens, a.wrap(a.agentHeartbeat)))
-	mux.Handle("/api/", a.auth(opts.Tokens, a.wrap(func(r *http.Request) (any, int, error) {
+	mux.Handle("POST "+agent.HeartbeatPath, a.agentAuth(a.wrap(a.agentHeartbeat)))
+	mux.Handle("/api/", a.auth(a.wrap(func(r *http.Request) (any, int, error) {
 		return nil, 0, &apiError{status: http.StatusNotFound, code: "not_found",
 			err: fmt.Errorf("no API route %s %s; see the README's API reference", r.Method, r.URL.Path)}
 	})))
@@ -110,28 +114,74 @@ type api struct {
 	opts Options
 	st   store.Store
 	ctl  *controller.Controller
+	data Data
 }
 
-// auth requires one of tokens as a bearer token, when there are tokens.
-func (a *api) auth(tokens []string, next http.Handler) http.Handler {
-	if len(tokens) == 0 {
+// auth requires a bearer token on /api/ when tokens are configured, and an
+// operator's token for anything but reading.
+func (a *api) auth(next http.Handler) http.Handler {
+	if len(a.opts.Tokens) == 0 {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// The scheme name is case-insensitive (RFC 7235).
 		scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		role, known := config.Role(""), false
 		if ok && strings.EqualFold(scheme, "Bearer") {
-			for _, t := range tokens {
+			role, known = TokenRole(a.opts.Tokens, got)
+		}
+		switch {
+		case !known:
+			w.Header().Set("WWW-Authenticate", `Bearer realm="goscaler"`)
+			_ = writeJSON(w, http.StatusUnauthorized, map[string]Error{"error": {Code: "unauthorized",
+				Message: "this API needs a valid token: send Authorization: Bearer TOKEN (goscaler --token or GOSCALER_TOKEN)"}})
+		case !role.CanAct() && r.Method != http.MethodGet && r.Method != http.MethodHead:
+			_ = writeJSON(w, http.StatusForbidden, map[string]Error{"error": {Code: "forbidden",
+				Message: fmt.Sprintf("this token's role (%s) may only read: %s %s needs an operator's token", role, r.Method, r.URL.Path)}})
+		default:
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
+// agentAuth guards the agent endpoint: an agent token or an operator's API
+// token, when there are tokens of either kind.
+func (a *api) agentAuth(next http.Handler) http.Handler {
+	if len(a.opts.Tokens) == 0 && len(a.opts.AgentTokens) == 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		allowed := false
+		if ok && strings.EqualFold(scheme, "Bearer") && got != "" {
+			for _, t := range a.opts.AgentTokens {
 				if subtle.ConstantTimeCompare([]byte(got), []byte(t)) == 1 {
-					next.ServeHTTP(w, r)
-					return
+					allowed = true
 				}
 			}
+			if role, known := TokenRole(a.opts.Tokens, got); known && role.CanAct() {
+				allowed = true
+			}
 		}
-		w.Header().Set("WWW-Authenticate", `Bearer realm="goscaler"`)
-		_ = writeJSON(w, http.StatusUnauthorized, map[string]Error{"error": {Code: "unauthorized",
-			Message: "this API needs a valid token: send Authorization: Bearer TOKEN (goscaler --token or GOSCALER_TOKEN)"}})
+		if !allowed {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="goscaler"`)
+			_ = writeJSON(w, http.StatusUnauthorized, map[string]Error{"error": {Code: "unauthorized",
+				Message: "the agent endpoint needs a valid token: send Authorization: Bearer TOKEN, one of the server's agent_tokens (goscaler agent --token, or GOSCALER_AGENT_TOKEN)"}})
+			return
+		}
+		next.ServeHTTP(w, r)
 	})
+}
+
+// TokenRole returns the role of token among tokens, comparing in constant
+// time; ok is false if the token is not one of them.
+func TokenRole(tokens []config.APIToken, token string) (role config.Role, ok bool) {
+	for _, t := range tokens {
+		if subtle.ConstantTimeCompare([]byte(token), []byte(t.Token)) == 1 && token != "" {
+			role, ok = t.Role, true
+		}
+	}
+	return role, ok
 }
 
 func (a *api) wrap(h handler) http.Handler {
@@ -193,119 +243,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 // point per line would triple their size).
 type compact interface{ compactJSON() }
 
-// ClusterView is a cluster as the API shows it.
-type ClusterView struct {
-	store.Cluster
-	// InService counts the nodes in service.
-	InService int `json:"in_service"`
-	// Nodes counts the nodes by state (terminated ones excluded).
-	Nodes        map[store.NodeState]int `json:"nodes"`
-	Provider     string                  `json:"provider"`
-	LoadBalancer string                  `json:"load_balancer,omitempty"`
-	Counters     []string                `json:"counters"`
-	Triggers     []string                `json:"triggers"`
-}
-
-// ClusterDetail adds the live parts to ClusterView.
-type ClusterDetail struct {
-	ClusterView
-	NodeList     []store.Node                         `json:"node_list"`
-	Readings     map[string]controller.CounterReading `json:"readings"`
-	TriggerState []controller.TriggerStatus           `json:"trigger_states"`
-	Recent       []store.Activity                     `json:"recent_activities"`
-}
-
-func (a *api) view(ctx context.Context, cc *config.Cluster) (ClusterView, []store.Node, error) {
-	rec, err := a.st.ClusterGet(ctx, cc.Name)
-	if err != nil {
-		return ClusterView{}, nil, err
-	}
-	nodes, err := a.st.NodeList(ctx, store.NodeFilter{Cluster: cc.Name})
-	if err != nil {
-		return ClusterView{}, nil, err
-	}
-	v := ClusterView{Cluster: rec, Nodes: map[store.NodeState]int{}, Provider: cc.Provider.Type,
-		Counters: []string{}, Triggers: []string{}}
-	var live []store.Node
-	for _, n := range nodes {
-		if n.State == store.NodeTerminated {
-			continue
-		}
-		live = append(live, n)
-		v.Nodes[n.State]++
-		if n.State == store.NodeInService {
-			v.InService++
-		}
-	}
-	if cc.LoadBalancer != nil {
-		v.LoadBalancer = cc.LoadBalancer.Type
-		if addr := lbAddress(cc); addr != "" {
-			v.LoadBalancer += " " + addr
-		}
-	}
-	for _, k := range cc.Counters {
-		v.Counters = append(v.Counters, k.Name)
-	}
-	for _, t := range cc.Triggers {
-		v.Triggers = append(v.Triggers, t.Name)
-	}
-	return v, live, nil
-}
-
-func lbAddress(cc *config.Cluster) string {
-	p := cc.LoadBalancer.Params
-	if p == nil {
-		return ""
-	}
-	for i := 0; i+1 < len(p.Content); i += 2 {
-		if p.Content[i].Value == "listen" {
-			return p.Content[i+1].Value
-		}
-	}
-	return ""
-}
-
-func (a *api) clusterConfig(name string) (*config.Cluster, error) {
-	for _, cc := range a.ctl.Clusters() {
-		if cc.Name == name {
-			return cc, nil
-		}
-	}
-	return nil, fmt.Errorf("cluster %q: %w", name, store.ErrNotFound)
-}
+func (a *api) clusterConfig(name string) (*config.Cluster, error) { return a.data.ClusterConfig(name) }
 
 func (a *api) listClusters(r *http.Request) (any, int, error) {
-	out := []ClusterView{}
-	for _, cc := range a.ctl.Clusters() {
-		v, _, err := a.view(r.Context(), cc)
-		if err != nil {
-			return nil, 0, err
-		}
-		out = append(out, v)
-	}
-	return out, 0, nil
+	out, err := a.data.Clusters(r.Context())
+	return out, 0, err
 }
 
 func (a *api) getCluster(r *http.Request) (any, int, error) {
-	cc, err := a.clusterConfig(r.PathValue("name"))
-	if err != nil {
-		return nil, 0, err
-	}
-	v, nodes, err := a.view(r.Context(), cc)
-	if err != nil {
-		return nil, 0, err
-	}
-	d := ClusterDetail{ClusterView: v, NodeList: nodes, Readings: map[string]controller.CounterReading{},
-		TriggerState: a.ctl.Triggers(cc.Name)}
-	if d.NodeList == nil {
-		d.NodeList = []store.Node{}
-	}
-	for _, k := range cc.Counters {
-		if rd, ok := a.ctl.Latest(cc.Name, k.Name); ok {
-			d.Readings[k.Name] = rd
-		}
-	}
-	d.Recent, err = a.st.ActivityList(r.Context(), store.ActivityFilter{Cluster: cc.Name, Limit: 10})
+	d, err := a.data.Cluster(r.Context(), r.PathValue("name"), 10)
 	return d, 0, err
 }
 
@@ -329,46 +275,9 @@ func (a *api) listNodes(r *http.Request) (any, int, error) {
 	return out, 0, nil
 }
 
-// NodeDetail is a node with its life, its latest counter readings and what
-// its agent last reported.
-type NodeDetail struct {
-	store.Node
-	Events []store.NodeEvent `json:"events"`
-	// Counters are the latest reading of each node-scoped counter: a value,
-	// or the error that says why there is none.
-	Counters []controller.NodeReading `json:"counters"`
-	// Agent is the node agent's last heartbeat, if it ever sent one.
-	Agent *AgentView `json:"agent,omitempty"`
-}
-
-// AgentView is the last heartbeat of a node's agent.
-type AgentView struct {
-	LastHeartbeat time.Time                     `json:"last_heartbeat"`
-	Counters      map[string]store.AgentReading `json:"counters"`
-}
-
 func (a *api) getNode(r *http.Request) (any, int, error) {
-	n, err := a.st.NodeGet(r.Context(), r.PathValue("node"))
-	if err != nil {
-		return nil, 0, err
-	}
-	if n.Cluster != r.PathValue("name") {
-		return nil, 0, fmt.Errorf("node %q of cluster %q: %w", n.ID, r.PathValue("name"), store.ErrNotFound)
-	}
-	ev, err := a.st.NodeEvents(r.Context(), n.ID)
-	if err != nil {
-		return nil, 0, err
-	}
-	d := NodeDetail{Node: n, Events: ev, Counters: []controller.NodeReading{}}
-	if _, err := a.clusterConfig(n.Cluster); err == nil {
-		if d.Counters, err = a.ctl.NodeReadings(r.Context(), n); err != nil {
-			return nil, 0, err
-		}
-	}
-	if rep, ok := a.ctl.AgentReport(n.ID); ok {
-		d.Agent = &AgentView{LastHeartbeat: rep.ReceivedAt, Counters: rep.Counters}
-	}
-	return d, 0, nil
+	d, err := a.data.Node(r.Context(), r.PathValue("name"), r.PathValue("node"))
+	return d, 0, err
 }
 
 // HeartbeatAnswer is the answer to an agent's heartbeat.
@@ -403,19 +312,6 @@ func (a *api) listCounters(r *http.Request) (any, int, error) {
 		}
 	}
 	return out, 0, nil
-}
-
-// CounterSeries is a counter's recent samples.
-type CounterSeries struct {
-	Cluster   string         `json:"cluster"`
-	Counter   string         `json:"counter"`
-	Type      string         `json:"type"`
-	Scope     string         `json:"scope"`
-	Aggregate string         `json:"aggregate"`
-	Interval  string         `json:"interval"`
-	Samples   []store.Sample `json:"samples"`
-	// Errors are the failed readings among Samples.
-	Errors []store.Sample `json:"errors"`
 }
 
 // CounterGraph is a counter's history as series for graphs: one point per
@@ -503,21 +399,8 @@ func (a *api) getCounter(r *http.Request) (any, int, error) {
 		}
 		f.Limit = n
 	}
-	samples, err := a.st.SampleList(r.Context(), f)
-	if err != nil {
-		return nil, 0, err
-	}
-	out := CounterSeries{Cluster: cc.Name, Counter: k.Name, Type: k.Type, Scope: string(k.Scope),
-		Aggregate: k.Aggregate, Interval: k.Interval.String(), Samples: samples, Errors: []store.Sample{}}
-	if out.Samples == nil {
-		out.Samples = []store.Sample{}
-	}
-	for _, s := range samples {
-		if !s.OK() {
-			out.Errors = append(out.Errors, s)
-		}
-	}
-	return out, 0, nil
+	out, err := a.data.Series(r.Context(), f)
+	return out, 0, err
 }
 
 // parseSince accepts RFC 3339 or a duration back from now ("10m").
@@ -552,8 +435,70 @@ func (a *api) scale(r *http.Request) (any, int, error) {
 	if req.Desired == nil {
 		return nil, 0, badRequest(`body must be {"desired": N}`)
 	}
+	dry, err := dryRun(r)
+	if err != nil {
+		return nil, 0, err
+	}
+	if dry {
+		p, err := a.ctl.PlanScale(r.Context(), r.PathValue("name"), *req.Desired, "scale by hand through the API (dry run)")
+		return p, 0, err
+	}
 	c, err := a.ctl.Scale(r.Context(), r.PathValue("name"), *req.Desired, "scaled by hand through the API")
 	return c, 0, err
+}
+
+// dryRun reads the dry_run query parameter.
+func dryRun(r *http.Request) (bool, error) {
+	switch v := r.URL.Query().Get("dry_run"); v {
+	case "", "false", "0":
+		return false, nil
+	case "true", "1":
+		return true, nil
+	default:
+		return false, badRequest("dry_run %q must be true or false", v)
+	}
+}
+
+func (a *api) stop(r *http.Request) (any, int, error) {
+	c, err := a.ctl.SetStopped(r.Context(), r.PathValue("name"), true, "stopped by hand through the API")
+	return c, 0, err
+}
+
+func (a *api) start(r *http.Request) (any, int, error) {
+	c, err := a.ctl.SetStopped(r.Context(), r.PathValue("name"), false, "started by hand through the API")
+	return c, 0, err
+}
+
+// destroy answers with what was removed. Removals that failed are listed
+// under errors (200 still: the answer says what happened; the cluster stays
+// stopped, and destroy may be run again).
+func (a *api) destroy(r *http.Request) (any, int, error) {
+	dry, err := dryRun(r)
+	if err != nil {
+		return nil, 0, err
+	}
+	res, err := a.ctl.Destroy(r.Context(), r.PathValue("name"), "destroyed by hand through the API", dry)
+	if err != nil && res.Activity == 0 {
+		return nil, 0, err // it did not start: unknown cluster, …
+	}
+	return res, 0, nil
+}
+
+func (a *api) destroyAll(r *http.Request) (any, int, error) {
+	dry, err := dryRun(r)
+	if err != nil {
+		return nil, 0, err
+	}
+	res, err := a.ctl.DestroyAll(r.Context(), "every cluster destroyed by hand through the API", dry)
+	for _, x := range res {
+		if x.Activity == 0 && err != nil {
+			return nil, 0, err
+		}
+	}
+	if res == nil {
+		res = []controller.DestroyResult{}
+	}
+	return res, 0, nil
 }
 
 func decode(r *http.Request, v any) error {
@@ -566,6 +511,37 @@ func decode(r *http.Request, v any) error {
 		return badRequest("invalid JSON body: data after the object")
 	}
 	return nil
+}
+
+// MaintenanceRequest is the body of POST /clusters/{name}/nodes/{node}/maintenance.
+type MaintenanceRequest struct {
+	On *bool `json:"on"`
+}
+
+// MaintenanceResult is the node after the change and the activity recording
+// it (absent when the node already was in the asked state).
+type MaintenanceResult struct {
+	Node     store.Node      `json:"node"`
+	Activity *store.Activity `json:"activity,omitempty"`
+}
+
+func (a *api) maintenance(r *http.Request) (any, int, error) {
+	var req MaintenanceRequest
+	if err := decode(r, &req); err != nil {
+		return nil, 0, err
+	}
+	if req.On == nil {
+		return nil, 0, badRequest(`body must be {"on": true} or {"on": false}`)
+	}
+	n, act, err := a.ctl.SetMaintenance(r.Context(), r.PathValue("name"), r.PathValue("node"), *req.On, "set through the API")
+	if err != nil {
+		return nil, 0, err
+	}
+	out := MaintenanceResult{Node: n}
+	if act.ID != 0 {
+		out.Activity = &act
+	}
+	return out, 0, nil
 }
 
 func (a *api) listTriggers(r *http.Request) (any, int, error) {
@@ -617,28 +593,11 @@ func (a *api) listActivities(r *http.Request) (any, int, error) {
 	return acts, 0, err
 }
 
-// ActivityDetail is an activity with its steps.
-type ActivityDetail struct {
-	store.Activity
-	Steps []store.Activity `json:"steps"`
-}
-
 func (a *api) getActivity(r *http.Request) (any, int, error) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil {
 		return nil, 0, badRequest("activity id %q is not a number", r.PathValue("id"))
 	}
-	act, err := a.st.ActivityGet(r.Context(), id)
-	if err != nil {
-		return nil, 0, err
-	}
-	steps, err := a.st.ActivityList(r.Context(), store.ActivityFilter{ParentID: id, Limit: 1000})
-	if steps == nil {
-		steps = []store.Activity{}
-	}
-	// The store lists newest first; steps read in the order they run.
-	slices.SortStableFunc(steps, func(x, y store.Activity) int {
-		return cmp.Or(cmp.Compare(x.Step, y.Step), cmp.Compare(x.ID, y.ID))
-	})
-	return ActivityDetail{Activity: act, Steps: steps}, 0, err
+	d, err := a.data.Activity(r.Context(), id)
+	return d, 0, err
 }

@@ -72,13 +72,24 @@ type env struct {
 	base time.Time
 }
 
+// newEnv builds an API whose tokens are operators' tokens.
 func newEnv(t *testing.T, tokens ...string) *env {
+	t.Helper()
+	var toks []config.APIToken
+	for _, tok := range tokens {
+		toks = append(toks, config.APIToken{Token: tok, Role: config.RoleOperator})
+	}
+	return newEnvTokens(t, toks)
+}
+
+// newEnvTokens builds an API with tokens of any role.
+func newEnvTokens(t *testing.T, tokens []config.APIToken) *env {
 	t.Helper()
 	return newEnvWith(t, testConfig, tokens, nil)
 }
 
 // newEnvWith is newEnv on another configuration, with agent tokens.
-func newEnvWith(t *testing.T, cfgYAML string, tokens, agentTokens []string) *env {
+func newEnvWith(t *testing.T, cfgYAML string, tokens []config.APIToken, agentTokens []string) *env {
 	t.Helper()
 	ctx := t.Context()
 	cfg, err := config.Parse("api.yaml", []byte(cfgYAML))
@@ -320,12 +331,60 @@ func TestAuth(t *testing.T) {
 	}
 }
 
+// TestRoles: a viewer's token reads everything and changes nothing; an
+// operator's token does both.
+func TestRoles(t *testing.T) {
+	t.Parallel()
+	viewer, operator := strings.Repeat("v", 32), strings.Repeat("o", 32)
+	e := newEnvTokens(t, []config.APIToken{{Token: viewer, Role: config.RoleViewer}, {Token: operator, Role: config.RoleOperator}})
+	e.seed()
+	tests := []struct {
+		method, path, body, token string
+		status                    int
+	}{
+		{"GET", "/api/v1/clusters", "", viewer, http.StatusOK},
+		{"GET", "/api/v1/clusters/web", "", viewer, http.StatusOK},
+		{"GET", "/api/v1/activities", "", viewer, http.StatusOK},
+		{"POST", "/api/v1/clusters/web/scale", `{"desired": 3}`, viewer, http.StatusForbidden},
+		{"POST", "/api/v1/clusters/web/triggers/up/fire", "", viewer, http.StatusForbidden},
+		{"POST", "/api/v1/clusters/web/nodes/web-1/maintenance", `{"on": true}`, viewer, http.StatusForbidden},
+		{"POST", "/api/v1/clusters/web/scale", `{"desired": 3}`, operator, http.StatusOK},
+		{"POST", "/api/v1/clusters/web/nodes/web-1/maintenance", `{"on": true}`, operator, http.StatusOK},
+	}
+	for _, tt := range tests {
+		r := e.do(tt.method, tt.path, tt.body, "Authorization", "Bearer "+tt.token)
+		role := "viewer"
+		if tt.token == operator {
+			role = "operator"
+		}
+		if tt.status == http.StatusForbidden {
+			wantError(t, r, http.StatusForbidden, "forbidden", "role (viewer) may only read")
+			continue
+		}
+		if r.status != tt.status {
+			t.Errorf("%s %s as %s = %d, want %d (%s)", tt.method, tt.path, role, r.status, tt.status, r.body)
+		}
+	}
+	// The viewer changed nothing.
+	c, err := e.st.ClusterGet(t.Context(), "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Desired != 3 {
+		t.Errorf("desired = %d after the operator's scale to 3", c.Desired)
+	}
+	if acts, _ := e.st.ActivityList(t.Context(), store.ActivityFilter{Cluster: "web", Kind: "trigger"}); len(acts) != 1 {
+		t.Errorf("%d trigger activities after the viewer's refused fire, want the 1 seeded", len(acts))
+	}
+}
+
 // clusterView is api.ClusterView as JSON.
 type clusterView struct {
 	Name         string         `json:"name"`
 	Min          int            `json:"min"`
 	Max          int            `json:"max"`
 	Desired      int            `json:"desired"`
+	Stopped      bool           `json:"stopped"`
 	CreatedAt    time.Time      `json:"created_at"`
 	UpdatedAt    time.Time      `json:"updated_at"`
 	InService    int            `json:"in_service"`
@@ -439,7 +498,7 @@ func TestReadRoutes(t *testing.T) {
 		}},
 		{"cluster without nodes", "/api/v1/clusters/api", func(t *testing.T, r response) {
 			d := decode[clusterDetail](t, r)
-			if d.Name != "api" || len(d.NodeList) != 1 || d.TriggerState != nil {
+			if d.Name != "api" || len(d.NodeList) != 1 || len(d.TriggerState) != 0 {
 				t.Errorf("detail = %+v", d)
 			}
 			if !bytes.Contains(r.body, []byte(`"trigger_states": null`)) && !bytes.Contains(r.body, []byte(`"trigger_states": []`)) {
@@ -670,6 +729,18 @@ func TestErrors(t *testing.T) {
 		{"trailing data", "POST", "/api/v1/clusters/web/scale", `{"desired": 2} {"desired": 3}`, 400, "bad_request", "invalid JSON body"},
 		{"desired above max", "POST", "/api/v1/clusters/web/scale", `{"desired": 6}`, 422, "invalid", "desired 6 is outside min..max (1..5)"},
 		{"desired below min", "POST", "/api/v1/clusters/web/scale", `{"desired": 0}`, 422, "invalid", "desired 0 is outside min..max (1..5)"},
+		{"dry-run scale out of bounds", "POST", "/api/v1/clusters/web/scale?dry_run=true", `{"desired": 6}`, 422, "invalid", "desired 6 is outside min..max (1..5)"},
+		{"bad dry_run", "POST", "/api/v1/clusters/web/scale?dry_run=maybe", `{"desired": 2}`, 400, "bad_request", `dry_run "maybe" must be true or false`},
+		{"bad dry_run of destroy", "POST", "/api/v1/clusters/web/destroy?dry_run=yes", "", 400, "bad_request", `dry_run "yes"`},
+		{"stop an unknown cluster", "POST", "/api/v1/clusters/nope/stop", "", 404, "not_found", `cluster "nope"`},
+		{"start an unknown cluster", "POST", "/api/v1/clusters/nope/start", "", 404, "not_found", `cluster "nope"`},
+		{"destroy an unknown cluster", "POST", "/api/v1/clusters/nope/destroy", "", 404, "not_found", `cluster "nope"`},
+		{"GET destroy", "GET", "/api/v1/clusters/web/destroy", "", 404, "not_found", "no API route GET"},
+		{"maintenance of a terminated node", "POST", "/api/v1/clusters/web/nodes/web-3/maintenance", `{"on": true}`, 422, "invalid", "node web-3 is terminated: only a live node"},
+		{"maintenance in another cluster", "POST", "/api/v1/clusters/api/nodes/web-1/maintenance", `{"on": true}`, 404, "not_found", `node "web-1" of cluster "api"`},
+		{"maintenance of an unknown node", "POST", "/api/v1/clusters/web/nodes/nope/maintenance", `{"on": true}`, 404, "not_found", "not found"},
+		{"maintenance without on", "POST", "/api/v1/clusters/web/nodes/web-1/maintenance", `{}`, 400, "bad_request", `body must be {"on": true} or {"on": false}`},
+		{"maintenance with a string", "POST", "/api/v1/clusters/web/nodes/web-1/maintenance", `{"on": "yes"}`, 400, "bad_request", "invalid JSON body"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -685,6 +756,59 @@ func TestErrors(t *testing.T) {
 	acts, err := e.st.ActivityList(t.Context(), store.ActivityFilter{AfterID: s.script.ID})
 	if err != nil || len(acts) != 0 {
 		t.Errorf("refused requests recorded activities: %+v, %v", acts, err)
+	}
+}
+
+// maintenanceResult is api.MaintenanceResult as JSON.
+type maintenanceResult struct {
+	Node     store.Node      `json:"node"`
+	Activity *store.Activity `json:"activity"`
+}
+
+func TestMaintenance(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.seed()
+	tests := []struct {
+		name, node, body string
+		want             bool
+		output           string // of the activity; "" for none
+	}{
+		{"on, no load balancer", "web/nodes/web-1", `{"on": true}`, true, "the node is not in a load balancer: nothing to do there"},
+		{"on again", "web/nodes/web-1", `{"on": true}`, true, ""},
+		{"off", "web/nodes/web-1", `{"on": false}`, false, "the node is not in a load balancer: nothing to do there"},
+		{"on, behind the load balancer", "api/nodes/api-1", `{"on": true}`, true, "out of the load balancer; in-flight requests drained in"},
+		{"off, behind the load balancer", "api/nodes/api-1", `{"on": false}`, false, "back in the load balancer"},
+	}
+	for _, tt := range tests {
+		r := e.do("POST", "/api/v1/clusters/"+tt.node+"/maintenance", tt.body)
+		wantOK(t, r, http.StatusOK)
+		got := decode[maintenanceResult](t, r)
+		if got.Node.Maintenance != tt.want {
+			t.Errorf("%s: maintenance = %v", tt.name, got.Node.Maintenance)
+		}
+		if (got.Activity != nil) != (tt.output != "") {
+			t.Fatalf("%s: activity %+v, want one: %v", tt.name, got.Activity, tt.output != "")
+		}
+		if got.Activity == nil {
+			continue
+		}
+		// Leaving the load balancer drains in the background.
+		var act store.Activity
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			act = decode[activityDetail](t, e.do("GET", fmt.Sprintf("/api/v1/activities/%d", got.Activity.ID), "")).Activity
+			if act.Status.Done() || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if act.Kind != "maintenance" || act.Status != store.ActivitySucceeded || !strings.HasPrefix(act.Output, tt.output) {
+			t.Errorf("%s: activity %s %s %q, want maintenance succeeded %q", tt.name, act.Kind, act.Status, act.Output, tt.output)
+		}
+		if n := decode[nodeDetail](t, e.do("GET", "/api/v1/clusters/"+tt.node, "")); n.Maintenance != tt.want {
+			t.Errorf("%s: GET node maintenance = %v", tt.name, n.Maintenance)
+		}
 	}
 }
 
@@ -707,6 +831,84 @@ func TestScale(t *testing.T) {
 	// The bounds are inclusive.
 	for _, d := range []int{1, 5} {
 		wantOK(t, e.do("POST", "/api/v1/clusters/web/scale", fmt.Sprintf(`{"desired": %d}`, d)), http.StatusOK)
+	}
+}
+
+func TestScaleDryRun(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.do("POST", "/api/v1/clusters/web/scale?dry_run=true", `{"desired": 4}`)
+	wantOK(t, r, http.StatusOK)
+	p := decode[controller.ScalePlan](t, r)
+	if !p.DryRun || p.Cluster != "web" || p.Desired != 2 || p.NewDesired != 4 || p.Active != 0 ||
+		!slices.Equal(p.Launch, []string{"web-1", "web-2", "web-3", "web-4"}) || len(p.Remove) != 0 {
+		t.Errorf("dry-run scale = %+v", p)
+	}
+	if len(p.Calls) != 4 || p.Calls[0] != "create a machine for node web-1 (provider process)" {
+		t.Errorf("planned calls = %q", p.Calls)
+	}
+	if c, _ := e.st.ClusterGet(t.Context(), "web"); c.Desired != 2 {
+		t.Errorf("a dry-run scale changed desired to %d", c.Desired)
+	}
+	acts := decode[[]store.Activity](t, e.do("GET", "/api/v1/activities?kind=dry_run", ""))
+	if len(acts) != 1 || acts[0].ID != p.Activity || !strings.Contains(acts[0].Cause, "desired 2 → 4 would create a machine for node web-1") {
+		t.Errorf("dry_run activities = %+v", acts)
+	}
+	if got := decode[[]store.Activity](t, e.do("GET", "/api/v1/activities?kind=scale", "")); len(got) != 0 {
+		t.Errorf("a dry-run scale recorded a scale: %+v", got)
+	}
+}
+
+func TestStopStartDestroy(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.do("POST", "/api/v1/clusters/web/stop", "")
+	wantOK(t, r, http.StatusOK)
+	if c := decode[store.Cluster](t, r); !c.Stopped || c.Desired != 2 {
+		t.Errorf("stop = %+v", c)
+	}
+	if v := decode[clusterDetail](t, e.do("GET", "/api/v1/clusters/web", "")); !v.Stopped {
+		t.Errorf("cluster after stop = %+v", v.clusterView)
+	}
+	r = e.do("POST", "/api/v1/clusters/web/start", "")
+	wantOK(t, r, http.StatusOK)
+	if c := decode[store.Cluster](t, r); c.Stopped {
+		t.Errorf("start = %+v", c)
+	}
+	// A dry-run destroy changes nothing.
+	r = e.do("POST", "/api/v1/clusters/web/destroy?dry_run=true", "")
+	wantOK(t, r, http.StatusOK)
+	if d := decode[controller.DestroyResult](t, r); !d.DryRun || d.Cluster != "web" || len(d.Removed) != 0 || d.Activity == 0 {
+		t.Errorf("dry-run destroy = %+v", d)
+	}
+	if c, _ := e.st.ClusterGet(t.Context(), "web"); c.Stopped {
+		t.Errorf("a dry-run destroy stopped the cluster")
+	}
+	// A node left from before: destroy terminates it and stops the cluster.
+	if _, err := e.st.NodeCreate(t.Context(), store.Node{ID: "web-1", Cluster: "web", State: store.NodePending}); err != nil {
+		t.Fatal(err)
+	}
+	r = e.do("POST", "/api/v1/clusters/web/destroy", "")
+	wantOK(t, r, http.StatusOK)
+	d := decode[controller.DestroyResult](t, r)
+	if d.DryRun || len(d.Errors) != 0 || len(d.Removed) != 1 || d.Removed[0] != (controller.Removal{What: "node", ID: "web-1", Node: "web-1", Detail: "was pending"}) {
+		t.Errorf("destroy = %+v", d)
+	}
+	if c, _ := e.st.ClusterGet(t.Context(), "web"); !c.Stopped {
+		t.Errorf("destroy left the cluster started")
+	}
+	r = e.do("POST", "/api/v1/clusters/destroy", "")
+	wantOK(t, r, http.StatusOK)
+	all := decode[[]controller.DestroyResult](t, r)
+	if len(all) != 2 || all[0].Cluster != "web" || all[1].Cluster != "api" {
+		t.Errorf("destroy all = %+v", all)
+	}
+	kinds := map[string]int{}
+	for _, a := range decode[[]store.Activity](t, e.do("GET", "/api/v1/activities", "")) {
+		kinds[a.Kind]++
+	}
+	if kinds["stop"] != 1 || kinds["start"] != 1 || kinds["destroy"] != 3 || kinds["dry_run"] != 1 {
+		t.Errorf("activities by kind = %v", kinds)
 	}
 }
 

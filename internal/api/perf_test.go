@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/goscaler/goscaler/internal/api"
+	"github.com/goscaler/goscaler/internal/config"
 	"github.com/goscaler/goscaler/internal/perfdata"
 	"github.com/goscaler/goscaler/internal/store"
 )
@@ -29,7 +30,10 @@ clusters:
       - {name: queue, type: exec, command: ["echo", "2"], scope: cluster}
 `
 
-const agentToken = "agent-0123456789abcdef0123456789"
+const (
+	agentToken  = "agent-0123456789abcdef0123456789"
+	viewerToken = "viewer-0123456789abcdef012345678"
+)
 
 // seedNodes stores web-1 and web-2 in service and web-3 terminated.
 func (e *env) seedNodes() {
@@ -48,7 +52,7 @@ func (e *env) seedNodes() {
 
 func TestAgentHeartbeat(t *testing.T) {
 	t.Parallel()
-	e := newEnvWith(t, perfConfig, []string{token}, []string{agentToken})
+	e := newEnvWith(t, perfConfig, []config.APIToken{{Token: token, Role: config.RoleOperator}, {Token: viewerToken, Role: config.RoleViewer}}, []string{agentToken})
 	e.seedNodes()
 	post := func(body string, auth string) response {
 		return e.do("POST", "/api/v1/agent/heartbeat", body, "Authorization", "Bearer "+auth, "Content-Type", "application/json")
@@ -84,6 +88,7 @@ func TestAgentHeartbeat(t *testing.T) {
 		code, message    string
 	}{
 		{"no token", `{"node": "web-1"}`, "", 401, "unauthorized", "Bearer"},
+		{"a viewer's token", `{"node": "web-1"}`, viewerToken, 401, "unauthorized", "agent_tokens"},
 		{"unknown node", `{"node": "web-9", "counters": {}}`, agentToken, 404, "not_found", `node "web-9"`},
 		{"terminated node", `{"node": "web-3", "counters": {}}`, agentToken, 409, "gone", "node web-3 is terminated"},
 		{"other cluster", `{"node": "web-1", "cluster": "api", "counters": {}}`, agentToken, 422, "invalid", `node web-1 is of cluster "web", not "api"`},

@@ -10,8 +10,19 @@ import (
 	_ "github.com/goscaler/goscaler/internal/counter/agentcounter"
 	_ "github.com/goscaler/goscaler/internal/counter/exec"
 	_ "github.com/goscaler/goscaler/internal/counter/httpcounter"
+	_ "github.com/goscaler/goscaler/internal/counter/jmx"
+	_ "github.com/goscaler/goscaler/internal/counter/prometheus"
+	_ "github.com/goscaler/goscaler/internal/counter/rabbitmq"
+	_ "github.com/goscaler/goscaler/internal/counter/sshcounter"
 	// Load balancers.
 	_ "github.com/goscaler/goscaler/internal/lb/builtin"
+	_ "github.com/goscaler/goscaler/internal/lb/elb"
+	_ "github.com/goscaler/goscaler/internal/lb/elbv2"
+	_ "github.com/goscaler/goscaler/internal/lb/haproxy"
+	_ "github.com/goscaler/goscaler/internal/lb/octavia"
 	// Providers.
+	_ "github.com/goscaler/goscaler/internal/provider/aws"
+	_ "github.com/goscaler/goscaler/internal/provider/openstack"
 	_ "github.com/goscaler/goscaler/internal/provider/process"
+	_ "github.com/goscaler/goscaler/internal/provider/static"
 )

@@ -83,6 +83,7 @@ Start with:  goscaler demo`,
 	pf.StringVarP(&g.output, "output", "o", "table", "output format: table or json")
 	root.AddCommand(serverCmd(g), agentCmd(g), demoCmd(g), demoNodeCmd(), checkCmd(g),
 		clusterCmd(g), nodeCmd(g), triggerCmd(g), activityCmd(g))
+	addPolicyCommands(root, g)
 	return root
 }
 

@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,8 +22,13 @@ import (
 	"github.com/goscaler/goscaler/internal/store"
 )
 
-// call does one API request and decodes the JSON answer into out.
+// call does one API request (at most 30s) and decodes the JSON answer into out.
 func (g *globals) call(ctx context.Context, method, path string, body, out any) error {
+	return g.callWithin(ctx, 30*time.Second, method, path, body, out)
+}
+
+// callWithin is call with another time limit.
+func (g *globals) callWithin(ctx context.Context, limit time.Duration, method, path string, body, out any) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -42,7 +49,7 @@ func (g *globals) call(ctx context.Context, method, path string, body, out any) 
 	if g.token != "" {
 		req.Header.Set("Authorization", "Bearer "+g.token)
 	}
-	client := &http.Client{Timeout: 30 * time.Second}
+	client := &http.Client{Timeout: limit}
 	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("cannot reach the goscaler server at %s (is it running? set --server or GOSCALER_SERVER): %w", g.server, err)
@@ -108,7 +115,7 @@ func ago(t time.Time) string {
 }
 
 func clusterCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "cluster", Short: "List, inspect and scale clusters"}
+	cmd := &cobra.Command{Use: "cluster", Short: "List, inspect, scale, stop, start and destroy clusters"}
 	cmd.AddCommand(&cobra.Command{
 		Use: "list", Short: "List clusters", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
@@ -119,7 +126,11 @@ func clusterCmd(g *globals) *cobra.Command {
 			return g.show(cs, func(w *tabwriter.Writer) {
 				fmt.Fprintln(w, "NAME\tIN SERVICE\tDESIRED\tMIN\tMAX\tPROVIDER\tLOAD BALANCER")
 				for _, c := range cs {
-					fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%s\t%s\n", c.Name, c.InService, c.Desired, c.Min, c.Max, c.Provider, dash(c.LoadBalancer))
+					desired := strconv.Itoa(c.Desired)
+					if c.Stopped {
+						desired += " (stopped)"
+					}
+					fmt.Fprintf(w, "%s\t%d\t%s\t%d\t%d\t%s\t%s\n", c.Name, c.InService, desired, c.Min, c.Max, c.Provider, dash(c.LoadBalancer))
 				}
 			})
 		},
@@ -132,8 +143,12 @@ func clusterCmd(g *globals) *cobra.Command {
 				return err
 			}
 			return g.show(d, func(w *tabwriter.Writer) {
-				fmt.Fprintf(w, "Cluster:\t%s\nSize:\t%d in service, %d desired (min %d, max %d)\nProvider:\t%s\nLoad balancer:\t%s\n\n",
-					d.Name, d.InService, d.Desired, d.Min, d.Max, d.Provider, dash(d.LoadBalancer))
+				stopped := ""
+				if d.Stopped {
+					stopped = "; STOPPED: kept at 0 until goscaler cluster start " + d.Name
+				}
+				fmt.Fprintf(w, "Cluster:\t%s\nSize:\t%d in service, %d desired (min %d, max %d)%s\nProvider:\t%s\nLoad balancer:\t%s\n\n",
+					d.Name, d.InService, d.Desired, d.Min, d.Max, stopped, d.Provider, dash(d.LoadBalancer))
 				fmt.Fprintln(w, "NODE\tSTATE\tADDRESS\tAGE\tREASON")
 				for _, n := range d.NodeList {
 					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", n.ID, state(n), dash(n.Address), ago(n.CreatedAt), n.Reason)
@@ -159,23 +174,244 @@ func clusterCmd(g *globals) *cobra.Command {
 			})
 		},
 	})
-	cmd.AddCommand(&cobra.Command{
+	cmd.AddCommand(scaleCmd(g), stopCmd(g), startCmd(g), restartCmd(g), destroyCmd(g))
+	return cmd
+}
+
+func scaleCmd(g *globals) *cobra.Command {
+	var dry bool
+	cmd := &cobra.Command{
 		Use: "scale NAME DESIRED", Short: "Set a cluster's desired size (within min and max)", Args: cobra.ExactArgs(2),
+		Example: `  goscaler cluster scale web 5
+  goscaler cluster scale web 2 --dry-run   # what would be launched or removed, changing nothing`,
 		RunE: func(c *cobra.Command, args []string) error {
 			n, err := strconv.Atoi(args[1])
 			if err != nil {
 				return fmt.Errorf("desired size %q is not a number", args[1])
 			}
+			path := "/clusters/" + url.PathEscape(args[0]) + "/scale"
+			if dry {
+				var p controller.ScalePlan
+				if err := g.call(c.Context(), http.MethodPost, path+"?dry_run=true", map[string]int{"desired": n}, &p); err != nil {
+					return err
+				}
+				return g.show(p, func(w *tabwriter.Writer) {
+					fmt.Fprintf(w, "dry run: cluster %s, desired %d → %d, %d node(s) active", p.Cluster, p.Desired, p.NewDesired, p.Active)
+					if p.Stopped {
+						fmt.Fprint(w, " (stopped: nothing happens until it is started)")
+					}
+					fmt.Fprintln(w)
+					if len(p.Calls) == 0 {
+						fmt.Fprintln(w, "nothing would change")
+					} else {
+						fmt.Fprintln(w, "\nWOULD")
+						for _, call := range p.Calls {
+							fmt.Fprintln(w, call)
+						}
+					}
+					fmt.Fprintf(w, "\nnothing was changed (recorded as activity %d)\n", p.Activity)
+				})
+			}
 			var out store.Cluster
-			if err := g.call(c.Context(), http.MethodPost, "/clusters/"+url.PathEscape(args[0])+"/scale", map[string]int{"desired": n}, &out); err != nil {
+			if err := g.call(c.Context(), http.MethodPost, path, map[string]int{"desired": n}, &out); err != nil {
 				return err
 			}
 			return g.show(out, func(w *tabwriter.Writer) {
-				fmt.Fprintf(w, "cluster %s: desired size is now %d (min %d, max %d)\n", out.Name, out.Desired, out.Min, out.Max)
+				fmt.Fprintf(w, "cluster %s: desired size is now %d (min %d, max %d)", out.Name, out.Desired, out.Min, out.Max)
+				if out.Stopped {
+					fmt.Fprintf(w, "; it is stopped: goscaler cluster start %s", out.Name)
+				}
+				fmt.Fprintln(w)
 			})
 		},
-	})
+	}
+	cmd.Flags().BoolVar(&dry, "dry-run", false, "show what would be launched or removed, and change nothing")
 	return cmd
+}
+
+func stopCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "stop NAME",
+		Short: "Stop a cluster: drain and terminate its nodes, and keep it at zero until started",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			var out store.Cluster
+			if err := g.call(c.Context(), http.MethodPost, "/clusters/"+url.PathEscape(args[0])+"/stop", nil, &out); err != nil {
+				return err
+			}
+			return g.show(out, func(w *tabwriter.Writer) {
+				fmt.Fprintf(w, "cluster %s stopped: its nodes are drained and terminated (desired %d is kept for the start)\n", out.Name, out.Desired)
+			})
+		},
+	}
+}
+
+func startCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "start NAME",
+		Short: "Start a stopped (or destroyed) cluster: back to its desired size",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			var out store.Cluster
+			if err := g.call(c.Context(), http.MethodPost, "/clusters/"+url.PathEscape(args[0])+"/start", nil, &out); err != nil {
+				return err
+			}
+			return g.show(out, func(w *tabwriter.Writer) {
+				fmt.Fprintf(w, "cluster %s started: launching up to %d node(s)\n", out.Name, out.Desired)
+			})
+		},
+	}
+}
+
+func restartCmd(g *globals) *cobra.Command {
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "restart NAME",
+		Short: "Stop a cluster, wait until every node is terminated, and start it again",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			name := url.PathEscape(args[0])
+			if err := g.call(c.Context(), http.MethodPost, "/clusters/"+name+"/stop", nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.errOut, "cluster %s stopped; waiting for its nodes to terminate…\n", args[0])
+			deadline := time.Now().Add(timeout)
+			for {
+				var nodes []store.Node
+				if err := g.call(c.Context(), http.MethodGet, "/clusters/"+name+"/nodes", nil, &nodes); err != nil {
+					return err
+				}
+				if len(nodes) == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					return fmt.Errorf("%d node(s) of %s still not terminated after %s; the cluster stays stopped: check goscaler node list %s, then goscaler cluster start %s",
+						len(nodes), args[0], timeout, args[0], args[0])
+				}
+				select {
+				case <-c.Context().Done():
+					return c.Context().Err()
+				case <-time.After(500 * time.Millisecond):
+				}
+			}
+			var out store.Cluster
+			if err := g.call(c.Context(), http.MethodPost, "/clusters/"+name+"/start", nil, &out); err != nil {
+				return err
+			}
+			return g.show(out, func(w *tabwriter.Writer) {
+				fmt.Fprintf(w, "cluster %s restarted: launching %d node(s)\n", out.Name, out.Desired)
+			})
+		},
+	}
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "how long to wait for the nodes to terminate")
+	return cmd
+}
+
+func destroyCmd(g *globals) *cobra.Command {
+	var all, yes, dry bool
+	cmd := &cobra.Command{
+		Use:   "destroy NAME | --all",
+		Short: "Remove every machine and load balancer server of a cluster (or of all), and keep it stopped",
+		Long: `destroy tears a cluster down: it stops it, takes every node out of the load
+balancer, deletes every machine the provider lists for it (orphans included),
+and prints what it removed. The cluster stays stopped until goscaler cluster
+start. It asks for confirmation unless --yes; --dry-run lists what it would
+remove and changes nothing.`,
+		Example: `  goscaler cluster destroy web
+  goscaler cluster destroy --all --yes
+  goscaler cluster destroy web --dry-run`,
+		RunE: func(c *cobra.Command, args []string) error {
+			switch {
+			case all && len(args) > 0:
+				return errors.New("give a cluster name or --all, not both")
+			case !all && len(args) != 1:
+				return errors.New("give the name of the cluster to destroy, or --all for every cluster")
+			}
+			what := "cluster " + strings.Join(args, "")
+			path := "/clusters/destroy"
+			if !all {
+				path = "/clusters/" + url.PathEscape(args[0]) + "/destroy"
+			} else {
+				what = "EVERY cluster"
+			}
+			if dry {
+				path += "?dry_run=true"
+			} else if !yes {
+				if err := confirm(c.InOrStdin(), g.errOut, fmt.Sprintf("Destroy %s: delete every machine and load balancer server? [y/N] ", what)); err != nil {
+					return err
+				}
+			}
+			var results []controller.DestroyResult
+			if all {
+				if err := g.callWithin(c.Context(), time.Hour, http.MethodPost, path, nil, &results); err != nil {
+					return err
+				}
+			} else {
+				var r controller.DestroyResult
+				if err := g.callWithin(c.Context(), time.Hour, http.MethodPost, path, nil, &r); err != nil {
+					return err
+				}
+				results = append(results, r)
+			}
+			failures := 0
+			err := g.show(results, func(w *tabwriter.Writer) {
+				verb := "REMOVED"
+				if dry {
+					verb = "WOULD REMOVE"
+				}
+				fmt.Fprintf(w, "CLUSTER\t%s\tID\tNODE\tDETAIL\n", verb)
+				for _, r := range results {
+					for _, x := range r.Removed {
+						fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.Cluster, strings.ReplaceAll(x.What, "_", " "), x.ID, dash(x.Node), x.Detail)
+					}
+				}
+				for _, r := range results {
+					counts := map[string]int{}
+					for _, x := range r.Removed {
+						counts[x.What]++
+					}
+					summary := fmt.Sprintf("%d machine(s), %d load balancer server(s), %d node(s)",
+						counts[controller.RemovedMachine], counts[controller.RemovedLBServer], counts[controller.RemovedNode])
+					if dry {
+						fmt.Fprintf(w, "\ndry run: destroying %s would remove %s; nothing was changed\n", r.Cluster, summary)
+						continue
+					}
+					fmt.Fprintf(w, "\ncluster %s destroyed: removed %s; it stays stopped (goscaler cluster start %s)\n", r.Cluster, summary, r.Cluster)
+					for _, e := range r.Errors {
+						failures++
+						fmt.Fprintf(w, "  could not remove: %s\n", e)
+					}
+				}
+			})
+			if err != nil {
+				return err
+			}
+			if failures > 0 {
+				return fmt.Errorf("%d removal(s) failed (listed above): run destroy again once the cause is fixed", failures)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&all, "all", false, "destroy every cluster")
+	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
+	cmd.Flags().BoolVar(&dry, "dry-run", false, "list what would be removed, and change nothing")
+	return cmd
+}
+
+// confirm asks question on out and reads the answer from in: only y or yes
+// goes on.
+func confirm(in io.Reader, out io.Writer, question string) error {
+	fmt.Fprint(out, question)
+	line, err := bufio.NewReader(in).ReadString('\n')
+	if err != nil && line == "" {
+		return errors.New("not confirmed (no answer on standard input): pass --yes to destroy without asking")
+	}
+	switch strings.ToLower(strings.TrimSpace(line)) {
+	case "y", "yes":
+		return nil
+	default:
+		return errors.New("not confirmed: nothing was destroyed")
+	}
 }
 
 func nodeCmd(g *globals) *cobra.Command {

@@ -29,6 +29,7 @@ import (
 	"github.com/goscaler/goscaler/internal/lb"
 	"github.com/goscaler/goscaler/internal/plugin"
 	"github.com/goscaler/goscaler/internal/provider"
+	"github.com/goscaler/goscaler/internal/sshx"
 )
 
 // Defaults.
@@ -36,6 +37,14 @@ const (
 	DefaultListen          = "127.0.0.1:8080"
 	DefaultDataDir         = "goscaler-data"
 	DefaultCounterInterval = 5 * 1e9
+	// DefaultReconcileInterval is the default of server.reconcile_interval.
+	DefaultReconcileInterval = 2 * 60 * 1e9
+)
+
+// What server.orphans does with a machine no node wants.
+const (
+	OrphansTerminate = "terminate"
+	OrphansReport    = "report"
 )
 
 // Config is a whole configuration file.
@@ -56,8 +65,10 @@ type Server struct {
 	// Database is empty for SQLite in DataDir, or a postgres:// URL.
 	Database string `yaml:"database"`
 	// APITokens, when set, are required as `Authorization: Bearer TOKEN` on
-	// every /api/ call. GOSCALER_API_TOKENS (comma separated) adds to them.
-	APITokens []string `yaml:"api_tokens"`
+	// every /api/ call and to log in to the web UI. An entry is a plain token
+	// (an operator) or {token: ..., role: viewer|operator}.
+	// GOSCALER_API_TOKENS (comma separated) adds operator tokens.
+	APITokens []APIToken `yaml:"api_tokens"`
 	// AgentTokens are bearer tokens that node agents send; they are accepted
 	// on the agent endpoints only (POST /api/v1/agent/heartbeat), as are the
 	// APITokens. GOSCALER_AGENT_TOKENS (comma separated) adds to them.
@@ -73,6 +84,14 @@ type Server struct {
 	CollectConcurrency int `yaml:"collect_concurrency"`
 	// Tick is how often the controller reconciles clusters.
 	Tick plugin.Duration `yaml:"tick"`
+	// ReconcileInterval is how often the controller compares every
+	// provider's machines and every load balancer's servers with the nodes
+	// it knows (also done at start); default 2m.
+	ReconcileInterval plugin.Duration `yaml:"reconcile_interval"`
+	// Orphans says what happens to a machine tagged for a cluster that no
+	// node wants: terminate (default) or report (an activity, the machine
+	// is left running).
+	Orphans string `yaml:"orphans"`
 
 	// envTokens counts the APITokens that came from GOSCALER_API_TOKENS (the last ones).
 	envTokens int
@@ -117,6 +136,61 @@ func DefaultRollups() []RollupTier {
 	}
 }
 
+// Role is what a token may do: viewers read, operators also act.
+type Role string
+
+// Roles of API tokens.
+const (
+	RoleViewer   Role = "viewer"
+	RoleOperator Role = "operator"
+)
+
+// CanAct reports whether the role may change things (scale, fire, maintain).
+func (r Role) CanAct() bool { return r == RoleOperator }
+
+// APIToken is one entry of server.api_tokens: a plain string (an operator's
+// token) or a mapping {token: ..., role: viewer|operator}.
+type APIToken struct {
+	Token string `yaml:"token"`
+	// Role defaults to operator.
+	Role Role `yaml:"role"`
+	// Line is where the entry is defined.
+	Line int `yaml:"-"`
+
+	// decodeErr holds the problems of a mapping entry, reported by the
+	// validator (see Counter.decodeErr).
+	decodeErr error
+}
+
+// UnmarshalYAML accepts a plain token or a {token, role} mapping.
+func (t *APIToken) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	*t = APIToken{Line: n.Line}
+	switch n.Kind {
+	case yaml.ScalarNode:
+		t.Token, t.Role = n.Value, RoleOperator
+	case yaml.MappingNode:
+		type entry struct {
+			Token string `yaml:"token"`
+			Role  Role   `yaml:"role"`
+		}
+		var e entry
+		t.decodeErr = plugin.DecodeStrict(n, &e)
+		t.Token, t.Role = e.Token, e.Role
+		if t.Role == "" {
+			t.Role = RoleOperator
+		}
+	default:
+		t.decodeErr = &plugin.LineError{Line: n.Line, Err: errors.New("expected a token or a mapping {token: ..., role: viewer|operator}, got a list")}
+	}
+	return nil
+}
+
+// String names the token's role, never the token itself.
+func (t APIToken) String() string { return string(t.Role) + " token" }
+
 // Cluster is one cluster's definition.
 type Cluster struct {
 	Name    string `yaml:"name"`
@@ -135,6 +209,22 @@ type Cluster struct {
 	Heartbeat Heartbeat  `yaml:"heartbeat"`
 	Counters  []*Counter `yaml:"counters"`
 	Triggers  []*Trigger `yaml:"triggers"`
+	// Policies are the scaling policies (target tracking, step, scheduled,
+	// predictive), combined as "out if any, in only if all".
+	Policies []*Policy `yaml:"policies"`
+	// ScaleOutCooldown is the least time between two policy scale-outs;
+	// ScaleInCooldown the least time from any scaling to a policy scale-in.
+	ScaleOutCooldown *plugin.Duration `yaml:"scale_out_cooldown"`
+	ScaleInCooldown  *plugin.Duration `yaml:"scale_in_cooldown"`
+	// Warmup is how long a node just in service stays out of the aggregates,
+	// blocking policy scale-in.
+	Warmup *plugin.Duration `yaml:"warmup"`
+	// ScaleInStabilization is the window whose highest recommendation a
+	// policy scale-in may not go below.
+	ScaleInStabilization *plugin.Duration `yaml:"scale_in_stabilization"`
+	// SSH is how goscaler reaches the nodes over SSH (ssh counters, the
+	// static provider's hosts); nil for the defaults.
+	SSH *sshx.Config `yaml:"ssh"`
 
 	// ProviderConfig and BalancerConfig are the decoded plugin configs
 	// (BalancerConfig is nil without a load balancer).
@@ -172,10 +262,16 @@ func (c *Cluster) Trigger(name string) *Trigger {
 	return nil
 }
 
+// HealthLoadBalancer is the health check type that asks the cluster's load
+// balancer (one that implements lb.HealthReporter, such as elbv2) whether a
+// node is healthy.
+const HealthLoadBalancer = "load_balancer"
+
 // HealthCheck says how a node is judged healthy.
 type HealthCheck struct {
-	// Type is http, tcp or none. Default: http when the cluster has a load
-	// balancer, tcp otherwise.
+	// Type is http, tcp, load_balancer (the balancer's own view of the node)
+	// or none. Default: http when the cluster has a load balancer, tcp
+	// otherwise.
 	Type string `yaml:"type"`
 	// Path is the HTTP path (http only), default /healthz.
 	Path     string          `yaml:"path"`
@@ -538,7 +634,20 @@ func (c *Config) applyDefaults() {
 	if s.Tick == 0 {
 		s.Tick = plugin.Duration(1e9)
 	}
-	s.APITokens, s.envTokens = appendEnvTokens(s.APITokens, "GOSCALER_API_TOKENS")
+	if s.ReconcileInterval == 0 {
+		s.ReconcileInterval = plugin.Duration(DefaultReconcileInterval)
+	}
+	if s.Orphans == "" {
+		s.Orphans = OrphansTerminate
+	}
+	if env := os.Getenv("GOSCALER_API_TOKENS"); env != "" {
+		for _, t := range strings.Split(env, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				s.APITokens = append(s.APITokens, APIToken{Token: t, Role: RoleOperator})
+				s.envTokens++
+			}
+		}
+	}
 	s.AgentTokens, s.envAgentTokens = appendEnvTokens(s.AgentTokens, "GOSCALER_AGENT_TOKENS")
 	for _, cl := range c.Clusters {
 		if cl == nil {
@@ -559,9 +668,16 @@ func (c *Config) applyDefaults() {
 		}
 		if h.Interval == 0 {
 			h.Interval = plugin.Duration(2 * 1e9)
+			if h.Type == HealthLoadBalancer {
+				// One API call per node and interval: spare the cloud's rate limits.
+				h.Interval = plugin.Duration(10 * 1e9)
+			}
 		}
 		if h.Timeout == 0 {
 			h.Timeout = plugin.Duration(1e9)
+			if h.Type == HealthLoadBalancer {
+				h.Timeout = plugin.Duration(5 * 1e9)
+			}
 		}
 		if h.UnhealthyThreshold == 0 {
 			h.UnhealthyThreshold = 3

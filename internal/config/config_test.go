@@ -3,6 +3,7 @@ package config_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -21,10 +22,12 @@ import (
 	"github.com/goscaler/goscaler/internal/counter"
 	"github.com/goscaler/goscaler/internal/counter/exec"
 	"github.com/goscaler/goscaler/internal/counter/httpcounter"
+	"github.com/goscaler/goscaler/internal/counter/sshcounter"
 	"github.com/goscaler/goscaler/internal/demo"
 	"github.com/goscaler/goscaler/internal/lb/builtin"
 	"github.com/goscaler/goscaler/internal/plugin"
 	"github.com/goscaler/goscaler/internal/provider/process"
+	"github.com/goscaler/goscaler/internal/provider/static"
 )
 
 // noTokenEnv skips a test whose outcome depends on GOSCALER_API_TOKENS being
@@ -63,9 +66,9 @@ func TestBadFiles(t *testing.T) {
 		want []string
 	}{
 		{"unknown_keys.bad.yaml", []string{
-			`unknown_keys.bad.yaml:4: unknown key "lisen"; valid keys here: agent_tokens, api_tokens, collect_concurrency, data_dir, database, listen, log_level, retention, sample_retention, tick`,
+			`unknown_keys.bad.yaml:4: unknown key "lisen"; valid keys here: agent_tokens, api_tokens, collect_concurrency, data_dir, database, listen, log_level, orphans, reconcile_interval, retention, sample_retention, tick`,
 			`unknown_keys.bad.yaml:5: unknown key "sever"; valid keys here: clusters, server`,
-			`unknown_keys.bad.yaml:10: unknown key "minimum"; valid keys here: boot_timeout, counters, desired, health_check, heartbeat, load_balancer, max, min, name, provider, triggers, vars`,
+			`unknown_keys.bad.yaml:10: unknown key "minimum"; valid keys here: boot_timeout, counters, desired, health_check, heartbeat, load_balancer, max, min, name, policies, provider, scale_in_cooldown, scale_in_stabilization, scale_out_cooldown, ssh, triggers, vars, warmup`,
 			// A plugin's keys list the section's common keys too.
 			`unknown_keys.bad.yaml:14: unknown key "comand"; valid keys here: command, dir, env, host, stop_timeout, type`,
 			`unknown_keys.bad.yaml:18: unknown key "listen_port"; valid keys here: drain_timeout, health_interval, health_timeout, listen, type, unhealthy_threshold`,
@@ -110,7 +113,7 @@ func TestBadFiles(t *testing.T) {
 		{"missing_name_provider.bad.yaml", []string{
 			`missing_name_provider.bad.yaml:2: cluster without a name: add name:`,
 			`missing_name_provider.bad.yaml:5: cluster "noprov" has no provider: add provider:`,
-			`missing_name_provider.bad.yaml:10: provider has no type: add type: with one of process`,
+			`missing_name_provider.bad.yaml:10: provider has no type: add type: with one of aws, openstack, process`,
 			`missing_name_provider.bad.yaml:13: counter without a name: add name:`,
 			`missing_name_provider.bad.yaml:16: trigger without a name: add name:`,
 			`missing_name_provider.bad.yaml:16: unknown counter "x": this cluster defines no counters`,
@@ -140,10 +143,10 @@ func TestBadFiles(t *testing.T) {
 			`above_and_below.bad.yaml:17: trigger "orphan" has no condition: add counter: with above: or below:, or a when: list`,
 		}},
 		{"unknown_types.bad.yaml", []string{
-			`unknown_types.bad.yaml:6: unknown provider type "docker"; known types: process`,
-			`unknown_types.bad.yaml:7: unknown load balancer type "haproxy"; known types: builtin`,
-			`unknown_types.bad.yaml:8: health_check.type "grpc" is not one of http, tcp, none`,
-			`unknown_types.bad.yaml:10: unknown counter type "prometheus"; known types: agent, exec, http`,
+			`unknown_types.bad.yaml:6: unknown provider type "docker"; known types: aws, openstack, process`,
+			`unknown_types.bad.yaml:7: unknown load balancer type "nginx"; known types: builtin, elb, elbv2, haproxy, octavia`,
+			`unknown_types.bad.yaml:8: health_check.type "grpc" is not one of http, tcp, load_balancer, none`,
+			`unknown_types.bad.yaml:10: unknown counter type "snmp"; known types: agent, exec, http`,
 			`unknown_types.bad.yaml:17: unknown action type "page_someone"; known types: deploy_node, local_script, remove_node`,
 		}},
 		{"listen_clash.bad.yaml", []string{
@@ -157,6 +160,16 @@ func TestBadFiles(t *testing.T) {
 			`server_settings.bad.yaml:3: server.log_level "verbose" is not one of debug, info, warn, error`,
 			`server_settings.bad.yaml:4: server.database must be a postgres:// URL or sqlite:PATH`,
 			`server_settings.bad.yaml:7: API token 2 is shorter than 16 characters`,
+			`server_settings.bad.yaml:8: server.reconcile_interval 100ms is too short: at least 1s`,
+			`server_settings.bad.yaml:9: server.orphans "keep" is not one of terminate, report`,
+		}},
+		{"api_tokens.bad.yaml", []string{
+			`api_tokens.bad.yaml:5: role: expected a string, got a list`,
+			`api_tokens.bad.yaml:6: unknown key "rol"; valid keys here: role, token`,
+			`api_tokens.bad.yaml:7: API token 4 has no token: add token:`,
+			`api_tokens.bad.yaml:8: API token 5: role "admin" is not viewer or operator`,
+			`api_tokens.bad.yaml:9: API token 6 is the same as token 1: keep one`,
+			`api_tokens.bad.yaml:10: expected a token or a mapping {token: ..., role: viewer|operator}, got a list`,
 		}},
 		{"retention.bad.yaml", []string{
 			`retention.bad.yaml:3: agent token 1 is shorter than 16 characters`,
@@ -174,6 +187,9 @@ func TestBadFiles(t *testing.T) {
 			`health_check.bad.yaml:7: health_check.path "healthz" must start with /`,
 			`health_check.bad.yaml:9: health_check.timeout (5s) is longer than its interval (2s): lower timeout or raise interval`,
 			`health_check.bad.yaml:10: health_check.unhealthy_threshold must be at least 1`,
+		}},
+		{"health_lb.bad.yaml", []string{
+			`health_lb.bad.yaml:6: health_check.type load_balancer needs a load_balancer that checks its nodes (elb, elbv2): add one or use http or tcp`,
 		}},
 		{"syntax.bad.yaml", []string{
 			// The { opens on line 4; yaml.v3 alone says line 3.
@@ -218,6 +234,44 @@ func TestBadFiles(t *testing.T) {
 			`plugin_values.bad.yaml:23: order "random" is not oldest or newest`,
 			`plugin_values.bad.yaml:24: count is -2: it must be positive`,
 			`plugin_values.bad.yaml:25: set exactly one of command: (a list) or shell: (a line for sh -c)`,
+		}},
+		{"policies.bad.yaml", []string{
+			`policies.bad.yaml:7: scale_in_cooldown: "5" is not a duration`,
+			`policies.bad.yaml:9: policy without a name: add name:`,
+			`policies.bad.yaml:14: policy "t1": unknown counter "rpm": define it under counters: (known: rps)`,
+			`policies.bad.yaml:15: policy "t1": target must be a number above 0`,
+			`policies.bad.yaml:16: policy "t1": tolerance 1.5 is not a fraction in [0, 1)`,
+			`policies.bad.yaml:17: policy "t1" is defined twice in this cluster`,
+			`policies.bad.yaml:18: unknown policy type "thermostat"; known types: predictive, scheduled, step, target_tracking`,
+			`policies.bad.yaml:23: policy "s1" sets both above: and below:; use two step policies`,
+			`policies.bad.yaml:24: policy "s1": adjustment "relative" is not one of change, exact, percent`,
+			`policies.bad.yaml:25: policy "s1": min_magnitude applies only to adjustment: percent`,
+			`policies.bad.yaml:28: policy "s1": step 2 has no adjust:`,
+			`policies.bad.yaml:28: policy "s1": step 2 starts at 10, inside step 1 (0..20): steps must be in order and must not overlap`,
+			`policies.bad.yaml:35: policy "s2": step 2 comes after step 1, which has no upper bound (to:)`,
+			`policies.bad.yaml:38: policy "c1": schedule "0 25 * * *" is not a cron expression`,
+			`policies.bad.yaml:39: policy "c1": unknown time zone "Mars/Olympus"`,
+			`policies.bad.yaml:40: policy "c1": min (12) is outside the cluster's min..max (0..10)`,
+			`policies.bad.yaml:41: policy "c2" sets nothing: add min:, max: or desired:`,
+			`policies.bad.yaml:43: policy "c2": schedule "@every 1h" has no fixed times`,
+			`policies.bad.yaml:47: policy "p1": confidence 1.2 is not in [0.5, 1)`,
+			// A policy's keys list its common keys too.
+			`policies.bad.yaml:52: unknown key "horizon"; valid keys here: confidence, counter, forecast_only, history_days, lead, name, per_node, target, type`,
+			`policies.bad.yaml:53: policy name "Bad Name" must be lowercase letters, digits, dashes or underscores`,
+			`policies.bad.yaml:57: policy "Bad Name": duration applies to min: and max:; desired: is set once at each firing`,
+		}},
+		{"ssh.bad.yaml", []string{
+			`ssh.bad.yaml:7: ssh.port: 99999 is not a TCP port`,
+			`ssh.bad.yaml:8: ssh.max_sessions: 100 is outside 1..64`,
+			`ssh.bad.yaml:9: ssh.passphrase_env: "my secret" is not an environment variable name`,
+			`ssh.bad.yaml:10: ssh.connect_timeout: 1ms is too short`,
+			`ssh.bad.yaml:11: unknown key "identiy_files"; valid keys here: agent, connect_timeout, identity_files, idle_timeout, keepalive_interval, known_hosts, max_sessions, passphrase_env, port, trust_on_first_use, user`,
+			`ssh.bad.yaml:14: hosts[1]: host 10.0.0.1 is listed twice (also hosts[0])`,
+			`ssh.bad.yaml:14: hosts[2]: address: "10.0.0.3:22" is not a host name or IP address (give the SSH port as port:)`,
+			`ssh.bad.yaml:21: host: a cluster-scoped ssh counter needs host: (where to run the command)`,
+			`ssh.bad.yaml:23: command: set either command`,
+			`ssh.bad.yaml:25: port: -1 is not a TCP port`,
+			`ssh.bad.yaml:27: max (3) is more than the 2 host(s) the static provider lists: lower max or list more hosts`,
 		}},
 		{"many_problems.bad.yaml", []string{
 			`many_problems.bad.yaml:3: server.log_level "chatty" is not one of debug, info, warn, error`,
@@ -353,6 +407,15 @@ func TestParseProblemTypes(t *testing.T) {
 		{"block list as scalar", "clusters:\n  - name: web\n    max:\n      - 1\n    provider: {type: process, command: [sleep, \"1\"]}\n",
 			[]string{"f.yaml:4: max: expected a whole number, got a list"}},
 		{"uint and string fine", cluster + "    vars: {n: 3, b: true}\n", nil},
+		{"null policy", cluster + "    policies: [~]\n", []string{"f.yaml:5: empty policy"}},
+		{"policy not a mapping", cluster + "    policies: [thermostat]\n",
+			[]string{`f.yaml:5: policies[0]: expected a mapping with type: and the plugin's own keys, got "thermostat"`}},
+		{"policy without type", cluster + "    policies: [{name: p}]\n",
+			[]string{`f.yaml:5: policy "p" has no type: add type: with one of predictive, scheduled, step, target_tracking`}},
+		{"policy keys of the wrong type", cluster + "    counters: [{name: c, type: exec, shell: x}]\n    policies: [{name: p, type: target_tracking, counter: c, target: high}]\n",
+			[]string{`f.yaml:6: target: expected a number, got "high"`}},
+		{"null step", cluster + "    counters: [{name: c, type: exec, shell: x}]\n    policies: [{name: p, type: step, counter: c, above: 1, steps: [~]}]\n",
+			[]string{`f.yaml:6: policy "p": step 1 is empty`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -453,11 +516,29 @@ func TestFullExample(t *testing.T) {
 	}
 	s := cfg.Server
 	if s.Listen != "0.0.0.0:9090" || s.DataDir != "/var/lib/goscaler" || s.Database != "postgres://goscaler@db.internal/goscaler" ||
-		s.LogLevel != "debug" || s.Level() != slog.LevelDebug || s.Tick.D() != 2*time.Second || s.CollectConcurrency != 64 {
+		s.LogLevel != "debug" || s.Level() != slog.LevelDebug || s.Tick.D() != 2*time.Second || s.CollectConcurrency != 64 ||
+		s.ReconcileInterval.D() != 5*time.Minute || s.Orphans != "report" {
 		t.Errorf("server = %+v", s)
 	}
-	if !slices.Contains(s.APITokens, "3f6c0a51e2d94b7a8c1e5d2f9a0b4c6e") {
-		t.Errorf("api_tokens = %q", s.APITokens)
+	wantTokens := []struct {
+		token string
+		role  config.Role
+		line  int
+	}{
+		{"3f6c0a51e2d94b7a8c1e5d2f9a0b4c6e", config.RoleOperator, 7},
+		{"9b1d3e5f7a2c4e6a8b0d2f4a6c8e0a1b", config.RoleViewer, 8},
+		{"5e7a9c1b3d5f7a9c2e4a6c8e0b2d4f6a", config.RoleOperator, 9},
+	}
+	if len(s.APITokens) != len(wantTokens) {
+		t.Fatalf("api_tokens: %d entries, want %d", len(s.APITokens), len(wantTokens))
+	}
+	for i, w := range wantTokens {
+		if got := s.APITokens[i]; got.Token != w.token || got.Role != w.role || got.Line != w.line {
+			t.Errorf("api_tokens[%d] = role %s line %d, want role %s line %d (token match %v)", i, got.Role, got.Line, w.role, w.line, got.Token == w.token)
+		}
+	}
+	if str := fmt.Sprint(s.APITokens[1]); strings.Contains(str, "9b1d3e5f") || str != "viewer token" {
+		t.Errorf("an API token prints as %q: it must name its role, never the token", str)
 	}
 	if !slices.Contains(s.AgentTokens, "9b1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f") {
 		t.Errorf("agent_tokens = %q", s.AgentTokens)
@@ -477,7 +558,7 @@ func TestFullExample(t *testing.T) {
 	if web.Name != "web" || web.Min != 2 || web.Max != 10 || web.Desired == nil || *web.Desired != 3 || web.DesiredOrMin() != 3 {
 		t.Errorf("web sizes = %d..%d desired %v", web.Min, web.Max, web.Desired)
 	}
-	if web.Line != 21 || web.Vars["region"] != "eu-west" || web.Vars["tier"] != "{{.Cluster}}-frontend" {
+	if web.Line != 26 || web.Vars["region"] != "eu-west" || web.Vars["tier"] != "{{.Cluster}}-frontend" {
 		t.Errorf("web line %d vars %v", web.Line, web.Vars)
 	}
 	if web.BootTimeout.D() != time.Minute {
@@ -518,7 +599,7 @@ func TestFullExample(t *testing.T) {
 		t.Fatalf("inflight source is %T", in.Source)
 	}
 	if in.Type != "http" || in.Scope != counter.ScopeNode || in.Aggregate != config.AggMax || in.Interval.D() != 2*time.Second ||
-		in.Timeout.D() != 1500*time.Millisecond || in.Line != 55 {
+		in.Timeout.D() != 1500*time.Millisecond || in.Line != 60 {
 		t.Errorf("inflight = %+v", in)
 	}
 	if hc.URL != "http://{{.Address}}/stats" || hc.Path != "stats.inflight" || hc.Method != "POST" || hc.Headers["Authorization"] != "Bearer {{.region}}" {
@@ -547,7 +628,7 @@ func TestFullExample(t *testing.T) {
 	if got := out.Conditions(); len(got) != 1 || got[0].String() != "inflight > 20" || got[0].Line != out.Line {
 		t.Errorf("scale-out conditions = %+v", got)
 	}
-	if d, ok := out.Actions[0].Config.(*fleet.DeployConfig); !ok || d.Count != 2 || out.Actions[0].Line != 85 {
+	if d, ok := out.Actions[0].Config.(*fleet.DeployConfig); !ok || d.Count != 2 || out.Actions[0].Line != 90 {
 		t.Errorf("deploy action = %#v line %d", out.Actions[0].Config, out.Actions[0].Line)
 	}
 	sc, ok := out.Actions[1].Config.(*script.Config)
@@ -556,7 +637,7 @@ func TestFullExample(t *testing.T) {
 	}
 	in2 := web.Trigger("scale-in")
 	conds := in2.Conditions()
-	if len(conds) != 2 || conds[0].String() != "inflight < 2" || conds[1].String() != "queue_depth < 0.5" || conds[1].Line != 98 {
+	if len(conds) != 2 || conds[0].String() != "inflight < 2" || conds[1].String() != "queue_depth < 0.5" || conds[1].Line != 103 {
 		t.Errorf("scale-in conditions = %+v", conds)
 	}
 	if r, ok := in2.Actions[0].Config.(*fleet.RemoveConfig); !ok || r.Count != 1 || r.Order != fleet.OrderNewest {
@@ -566,6 +647,83 @@ func TestFullExample(t *testing.T) {
 	worker := cfg.Clusters[1]
 	if worker.HealthCheck.Type != "none" || worker.LoadBalancer != nil || worker.BalancerConfig != nil || worker.Desired != nil || worker.DesiredOrMin() != 0 {
 		t.Errorf("worker = %+v", worker)
+	}
+}
+
+// TestPolicies checks that every key of policies.good.yaml reaches its field,
+// and the defaults of what it leaves out.
+func TestPolicies(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.Load("testdata/policies.good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := cfg.Clusters[0]
+	want := config.ClusterPolicies{ScaleOutCooldown: 30 * time.Second, ScaleInCooldown: 2 * time.Minute, Warmup: time.Minute,
+		ScaleInStabilization: 10 * time.Minute}
+	if got := web.PolicySettings(); got != want {
+		t.Errorf("settings %+v, want %+v", got, want)
+	}
+	if len(web.Policies) != 7 || !web.HasPolicies() {
+		t.Fatalf("%d policies", len(web.Policies))
+	}
+	tt := web.Policy("rps-target").TargetTracking
+	if tt == nil || tt.Counter != "rps" || tt.Target != 100 || *tt.Tolerance != 0.05 || !*tt.PerNode || tt.DisableScaleIn {
+		t.Errorf("target_tracking %+v", tt)
+	}
+	st := web.Policy("queue-steps").Step
+	if st == nil || *st.Above != 100 || st.For.D() != time.Minute || st.Adjustment != config.AdjustPercent || st.MinMagnitude != 2 ||
+		len(st.Steps) != 2 || *st.Steps[0].To != 200 || st.Steps[1].To != nil || st.Steps[1].Adjust != 50 {
+		t.Errorf("step %+v", st)
+	}
+	if th, above := st.Threshold(); th != 100 || !above {
+		t.Errorf("Threshold() = %g %v", th, above)
+	}
+	idle := web.Policy("idle").Step
+	if th, above := idle.Threshold(); th != 1 || above || idle.Adjustment != config.AdjustChange || idle.Steps[0].Adjust != -1 {
+		t.Errorf("idle %+v", idle)
+	}
+	sc := web.Policy("office-hours").Scheduled
+	if sc == nil || sc.Cron == nil || sc.Location.String() != "Europe/Paris" || sc.Duration.D() != 10*time.Hour || *sc.Min != 6 || *sc.Max != 20 || sc.Desired != nil {
+		t.Errorf("scheduled %+v", sc)
+	}
+	next := sc.Cron.Next(time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)) // a Saturday
+	if want := time.Date(2026, 11, 23, 7, 0, 0, 0, time.UTC); !next.Equal(want) {
+		t.Errorf("next firing %s, want %s (08:00 in Paris)", next.UTC(), want)
+	}
+	if m := web.Policy("morning").Scheduled; m.Location != time.UTC || *m.Desired != 4 {
+		t.Errorf("morning %+v", m)
+	}
+	pr := web.Policy("forecast").Predictive
+	if pr == nil || pr.Target != 90 || !*pr.PerNode || pr.Confidence != 0.95 || pr.HistoryDays != 7 || pr.Lead.D() != 5*time.Minute || !pr.ForecastOnly {
+		t.Errorf("predictive %+v", pr)
+	}
+	// Borrowed from rps-target; defaults.
+	b := web.Policy("forecast-borrowed").Predictive
+	if b.Target != 100 || !*b.PerNode || b.Confidence != config.DefaultConfidence || b.HistoryDays != config.DefaultHistoryDays || b.Lead != 0 {
+		t.Errorf("predictive defaults %+v", b)
+	}
+	for _, name := range []string{"rps-target", "queue-steps", "forecast"} {
+		if p := web.Policy(name); p.Counter() == "" {
+			t.Errorf("%s reads no counter", name)
+		}
+	}
+	if web.Policy("office-hours").Counter() != "" || web.Policy("nope") != nil {
+		t.Error("Counter() or Policy() wrong")
+	}
+	// A cluster without settings gets the defaults; a counter summed over
+	// nodes is a total.
+	def, err := config.Parse("d.yaml", []byte("clusters:\n  - name: w\n    max: 3\n    provider: {type: process, command: [x]}\n"+
+		"    counters: [{name: q, type: exec, shell: x, scope: node, aggregate: sum}]\n    policies: [{name: p, type: target_tracking, counter: q, target: 5}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := def.Clusters[0]
+	if got := d.PolicySettings(); got != (config.ClusterPolicies{ScaleInCooldown: config.DefaultScaleInCooldown, ScaleInStabilization: config.DefaultScaleInStabilization}) {
+		t.Errorf("default settings %+v", got)
+	}
+	if p := d.Policies[0].TargetTracking; *p.PerNode || *p.Tolerance != config.DefaultTolerance {
+		t.Errorf("a summed counter is per node, or tolerance not defaulted: %+v", p)
 	}
 }
 
@@ -579,10 +737,12 @@ func TestDefaults(t *testing.T) {
 	}
 	want := config.Server{Listen: config.DefaultListen, DataDir: config.DefaultDataDir, LogLevel: "info",
 		Retention:          config.Retention{Raw: plugin.Duration(time.Hour), Memory: plugin.Duration(10 * time.Minute), Rollups: config.DefaultRollups()},
-		CollectConcurrency: 256, Tick: plugin.Duration(time.Second)}
+		CollectConcurrency: 256, Tick: plugin.Duration(time.Second),
+		ReconcileInterval: plugin.Duration(2 * time.Minute), Orphans: config.OrphansTerminate}
 	if s := cfg.Server; s.Listen != want.Listen || s.DataDir != want.DataDir || s.LogLevel != want.LogLevel ||
 		!reflect.DeepEqual(s.Retention, want.Retention) || s.CollectConcurrency != want.CollectConcurrency ||
-		s.Tick != want.Tick || s.Database != "" || len(s.APITokens) != 0 || len(s.AgentTokens) != 0 {
+		s.Tick != want.Tick || s.Database != "" || len(s.APITokens) != 0 || len(s.AgentTokens) != 0 ||
+		s.ReconcileInterval != want.ReconcileInterval || s.Orphans != want.Orphans {
 		t.Errorf("server = %+v, want %+v", s, want)
 	}
 	if web := cfg.Clusters[0]; web.Heartbeat.Timeout != 0 {
@@ -662,8 +822,8 @@ func TestAPITokensFromEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(cfg.Server.APITokens, []string{"0123456789abcdef0123"}) {
-		t.Errorf("APITokens = %q", cfg.Server.APITokens)
+	if toks := cfg.Server.APITokens; len(toks) != 1 || toks[0].Token != "0123456789abcdef0123" || toks[0].Role != config.RoleOperator {
+		t.Errorf("APITokens from GOSCALER_API_TOKENS = %d entries, want one operator token", len(toks))
 	}
 }
 
@@ -796,5 +956,33 @@ func TestSampleRetentionAlias(t *testing.T) {
 	}
 	if r := cfg.Server.Retention; len(r.Rollups) != 0 || r.Raw.D() != time.Hour {
 		t.Errorf("retention = %+v, want no rollups", r)
+	}
+}
+
+// TestSSHExample checks that the ssh section, the static provider and the
+// ssh counters of ssh.good.yaml reach their fields.
+func TestSSHExample(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.Load("testdata/ssh.good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := cfg.Clusters[0]
+	s := cl.SSH
+	if s == nil || s.User != "deploy" || s.Port != 2222 || len(s.IdentityFiles) != 1 || s.PassphraseEnv != "GOSCALER_SSH_PASSPHRASE" ||
+		s.Agent == nil || *s.Agent || s.KnownHosts != "/etc/goscaler/known_hosts" || !s.TrustOnFirstUse ||
+		s.ConnectTimeout.D() != 5*time.Second || s.MaxSessions != 4 || s.KeepaliveInterval.D() != 10*time.Second || s.IdleTimeout.D() != 2*time.Minute {
+		t.Errorf("ssh section %+v", s)
+	}
+	st, ok := cl.ProviderConfig.(*static.Config)
+	if !ok || st.ServicePort != 8080 || len(st.Hosts) != 3 || st.Hosts[1].User != "admin" || st.Hosts[2].ServicePort != 9090 {
+		t.Errorf("static provider %+v", cl.ProviderConfig)
+	}
+	queue := cl.Counter("queue")
+	if src, ok := queue.Source.(*sshcounter.Config); !ok || src.Host != "db1.example.com:2200" || queue.Scope != counter.ScopeCluster {
+		t.Errorf("queue counter %+v", queue)
+	}
+	if load := cl.Counter("load"); load.Scope != counter.ScopeNode {
+		t.Errorf("an ssh counter's default scope is %q, want node", load.Scope)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/goscaler/goscaler/internal/lb"
 	"github.com/goscaler/goscaler/internal/plugin"
 	"github.com/goscaler/goscaler/internal/provider"
+	"github.com/goscaler/goscaler/internal/sshx"
 )
 
 // ErrorList is every problem of one configuration file.
@@ -147,11 +148,46 @@ func (v *validator) validate(cfg *Config) {
 	if s.Database != "" && !strings.HasPrefix(s.Database, "postgres://") && !strings.HasPrefix(s.Database, "postgresql://") && !strings.HasPrefix(s.Database, "sqlite:") {
 		v.at("server.database", "server.database must be a postgres:// URL or sqlite:PATH (leave it empty for SQLite in data_dir)")
 	}
-	v.tokens("server.api_tokens", "API token", "GOSCALER_API_TOKENS", s.APITokens, s.envTokens)
 	v.tokens("server.agent_tokens", "agent token", "GOSCALER_AGENT_TOKENS", s.AgentTokens, s.envAgentTokens)
 	v.retention(s)
 	if s.CollectConcurrency < 1 && !v.bad("server.collect_concurrency") {
 		v.at("server.collect_concurrency", "server.collect_concurrency is %d: set it to at least 1 (default %d)", s.CollectConcurrency, DefaultCollectConcurrency)
+	}
+	if s.ReconcileInterval < plugin.Duration(1e9) && !v.bad("server.reconcile_interval") {
+		v.at("server.reconcile_interval", "server.reconcile_interval %s is too short: at least 1s (default 2m)", s.ReconcileInterval)
+	}
+	switch s.Orphans {
+	case OrphansTerminate, OrphansReport:
+	default:
+		v.at("server.orphans", "server.orphans %q is not one of terminate, report", s.Orphans)
+	}
+	fromFile := len(s.APITokens) - s.envTokens
+	seenTokens := map[string]int{}
+	for i, t := range s.APITokens {
+		path := fmt.Sprintf("server.api_tokens[%d]", i)
+		if t.decodeErr != nil {
+			v.decodeErrors(t.decodeErr)
+			continue
+		}
+		switch {
+		case len(t.Token) >= 16:
+		case i < fromFile && t.Token == "":
+			v.at(path, "API token %d has no token: add token: (a long random string, openssl rand -hex 32)", i+1)
+		case i < fromFile:
+			v.at(path, "API token %d is shorter than 16 characters: use a long random string (openssl rand -hex 32)", i+1)
+		default:
+			v.errs = append(v.errs, fmt.Errorf("token %d of GOSCALER_API_TOKENS is shorter than 16 characters: use a long random string (openssl rand -hex 32)", i-fromFile+1))
+		}
+		if first, ok := seenTokens[t.Token]; ok && t.Token != "" {
+			v.at(path, "API token %d is the same as token %d: keep one", i+1, first)
+		} else {
+			seenTokens[t.Token] = i + 1
+		}
+		switch t.Role {
+		case RoleViewer, RoleOperator:
+		default:
+			v.at(path+".role", "API token %d: role %q is not viewer or operator", i+1, t.Role)
+		}
 	}
 	if len(cfg.Clusters) == 0 {
 		v.at("clusters", "no clusters defined: add at least one under clusters:")
@@ -248,6 +284,10 @@ func (v *validator) cluster(p string, cl *Cluster, names map[string]int, listens
 			v.plugin(p+".provider.type", err, pluginKeys)
 		} else {
 			cl.ProviderConfig = cfg
+			if c, ok := cfg.(provider.Capacity); ok && cl.Max > c.MaxMachines() && !v.bad(p+".max") {
+				v.at(p+".max", "max (%d) is more than the %d host(s) the %s provider lists: lower max or list more hosts",
+					cl.Max, c.MaxMachines(), cl.Provider.Type)
+			}
 		}
 	}
 	if cl.LoadBalancer != nil && !v.bad(p+".load_balancer") {
@@ -266,8 +306,12 @@ func (v *validator) cluster(p string, cl *Cluster, names map[string]int, listens
 	h := cl.HealthCheck
 	switch h.Type {
 	case "http", "tcp", "none":
+	case HealthLoadBalancer:
+		if cl.LoadBalancer == nil {
+			v.at(p+".health_check.type", "health_check.type %s needs a load_balancer that checks its nodes (elb, elbv2): add one or use http or tcp", HealthLoadBalancer)
+		}
 	default:
-		v.at(p+".health_check.type", "health_check.type %q is not one of http, tcp, none", h.Type)
+		v.at(p+".health_check.type", "health_check.type %q is not one of http, tcp, load_balancer, none", h.Type)
 	}
 	if h.Type == "http" && !strings.HasPrefix(h.Path, "/") {
 		v.at(p+".health_check.path", "health_check.path %q must start with /", h.Path)
@@ -280,6 +324,9 @@ func (v *validator) cluster(p string, cl *Cluster, names map[string]int, listens
 	}
 	if hb := cl.Heartbeat; hb.Timeout != 0 && hb.Timeout < plugin.Duration(1e9) && !v.bad(p+".heartbeat.timeout") {
 		v.at(p+".heartbeat.timeout", "heartbeat.timeout %s is too short: use at least 1s (a few agent intervals)", hb.Timeout)
+	}
+	if cl.SSH != nil && !v.bad(p+".ssh") {
+		v.ssh(p+".ssh", cl.SSH)
 	}
 	for k, val := range cl.Vars {
 		if _, err := plugin.ParseTemplate(val); err != nil {
@@ -294,6 +341,16 @@ func (v *validator) cluster(p string, cl *Cluster, names map[string]int, listens
 	triggers := map[string]bool{}
 	for i, t := range cl.Triggers {
 		v.trigger(fmt.Sprintf("%s.triggers[%d]", p, i), i, t, counters, triggers)
+	}
+	v.policies(p, cl, counters)
+}
+
+// ssh records the problems of a cluster's ssh section at their keys.
+func (v *validator) ssh(p string, c *sshx.Config) {
+	for _, e := range plugin.Flatten(c.Validate()) {
+		msg := e.Error()
+		key := msg[:strings.IndexFunc(msg+":", func(r rune) bool { return r == ':' || r == '[' })]
+		v.at(p+"."+key, "ssh.%s", msg)
 	}
 }
 
@@ -353,7 +410,13 @@ func (v *validator) counter(p string, k *Counter, seen map[string]bool) {
 		}
 	}
 	switch k.Scope {
-	case counter.ScopeNode, counter.ScopeCluster, "":
+	case counter.ScopeNode, counter.ScopeCluster:
+		if sc, ok := k.Source.(counter.ScopeChecker); ok {
+			if err := sc.CheckScope(k.Scope); err != nil {
+				v.at(p+".scope", "%v", err)
+			}
+		}
+	case "":
 	default:
 		v.at(p+".scope", "scope %q is not node or cluster", k.Scope)
 	}

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"sync"
 	"time"
@@ -31,9 +32,12 @@ func (c *Controller) collectLoop(ctx context.Context, cl *cluster, k *config.Cou
 // of a cluster's in-service nodes: listed once per reconcile tick, not once
 // per counter per interval.
 type nodeView struct {
-	at      time.Time        // when it was listed (wall clock); zero: stale
-	nodes   []store.Node     // in service, maintenance included, oldest first
-	targets []counter.Target // in service and not in maintenance
+	at    time.Time    // when it was listed (wall clock); zero: stale
+	nodes []store.Node // in service, maintenance included, oldest first
+	// serving are the nodes in service and not in maintenance, and
+	// targets their counter targets (same order).
+	serving []store.Node
+	targets []counter.Target
 }
 
 // setView replaces the cluster's node view with the in-service nodes among
@@ -53,10 +57,11 @@ func (c *Controller) setView(cl *cluster, nodes []store.Node, at time.Time) {
 			continue
 		}
 		t, ok := cl.targets[n.ID]
-		if !ok || t.Address != n.Address {
-			t = counter.Target{Cluster: cl.cfg.Name, NodeID: n.ID, Address: n.Address, Vars: nodeVars(cl, n)}
+		if !ok || t.Address != n.Address || !maps.Equal(t.Meta, n.Meta) {
+			t = counter.Target{Cluster: cl.cfg.Name, NodeID: n.ID, Address: n.Address, Vars: nodeVars(cl, n), Meta: n.Meta}
 		}
 		cache[n.ID] = t
+		v.serving = append(v.serving, n)
 		v.targets = append(v.targets, t)
 	}
 	cl.view, cl.targets = v, cache
@@ -74,53 +79,80 @@ func (c *Controller) invalidateView(clusterName string) {
 	cl.viewMu.Unlock()
 }
 
-// inService returns the cluster's in-service nodes and the counter targets
-// among them, from the view if it is at most one tick old, from the store
-// otherwise.
-func (c *Controller) inService(ctx context.Context, cl *cluster) ([]store.Node, []counter.Target, error) {
+// currentView returns the cluster's node view, from memory if it is at most one
+// tick old, listed from the store otherwise.
+func (c *Controller) currentView(ctx context.Context, cl *cluster) (nodeView, error) {
 	cl.viewMu.Lock()
 	v := cl.view
 	cl.viewMu.Unlock()
 	if !v.at.IsZero() && time.Since(v.at) <= c.opts.Config.Server.Tick.D() {
-		return v.nodes, v.targets, nil
+		return v, nil
 	}
 	at := time.Now()
 	nodes, err := c.st.NodeList(ctx, store.NodeFilter{Cluster: cl.cfg.Name, States: []store.NodeState{store.NodeInService}})
 	if err != nil {
-		return nil, nil, err
+		return nodeView{}, err
 	}
 	c.setView(cl, nodes, at)
 	cl.viewMu.Lock()
 	defer cl.viewMu.Unlock()
-	return cl.view.nodes, cl.view.targets, nil
+	return cl.view, nil
 }
 
-// collectOnce reads the counter, records the samples and evaluates triggers.
-// Node readings run concurrently, at most server.collect_concurrency at once
-// over every collection of the controller.
+// inService returns the cluster's in-service nodes (maintenance included).
+func (c *Controller) inService(ctx context.Context, cl *cluster) ([]store.Node, error) {
+	v, err := c.currentView(ctx, cl)
+	return v.nodes, err
+}
+
+// readable returns the nodes a node-scoped counter reads (in service, not in
+// maintenance) and their counter targets, in the same order.
+func (c *Controller) readable(ctx context.Context, cl *cluster) ([]store.Node, []counter.Target, error) {
+	v, err := c.currentView(ctx, cl)
+	return v.serving, v.targets, err
+}
+
+// collectOnce reads the counter, records the samples and evaluates triggers
+// and policies. Node readings run concurrently, at most
+// server.collect_concurrency at once over every collection of the controller.
 func (c *Controller) collectOnce(ctx context.Context, cl *cluster, k *config.Counter) {
 	now, start := c.clock.Now(), time.Now()
 	src := cl.sources[k.Name]
 	var nodeSamples []store.Sample
 	var agg store.Sample
+	// The nodes a node-scoped counter reads (in service, not in
+	// maintenance); their number is a target's InService (for "per node"
+	// values).
+	serving, targets, err := c.readable(ctx, cl)
+	if err != nil {
+		if ctx.Err() == nil {
+			c.log.Warn("listing nodes for counters failed", "cluster", cl.cfg.Name, "err", err)
+		}
+		return
+	}
+	// servingNodes counts the nodes behind a node-scoped reading (0 for a
+	// cluster counter).
+	servingNodes := 0
 	if k.Scope == counter.ScopeCluster {
-		agg = c.read(ctx, cl, k, src, counter.Target{Cluster: cl.cfg.Name, Vars: nodeVars(cl, store.Node{})}, now)
+		agg = c.read(ctx, cl, k, src, counter.Target{Cluster: cl.cfg.Name, Vars: nodeVars(cl, store.Node{}), InService: len(targets)}, now)
 		agg.Reporting, agg.Expected = 0, 1
 		if agg.OK() {
 			agg.Reporting = 1
 		}
 	} else {
-		_, targets, err := c.inService(ctx, cl)
-		if err != nil {
-			if ctx.Err() == nil {
-				c.log.Warn("listing nodes for counters failed", "cluster", cl.cfg.Name, "err", err)
+		servingNodes = servingCount(serving)
+		// Nodes warming up are neither read nor expected.
+		read := make([]counter.Target, 0, len(targets))
+		for i, t := range targets {
+			if !c.warming(cl, serving[i], now) {
+				t.InService = len(targets)
+				read = append(read, t)
 			}
-			return
 		}
-		nodeSamples = make([]store.Sample, len(targets), len(targets)+1) // room for the aggregate
+		nodeSamples = make([]store.Sample, len(read), len(read)+1) // room for the aggregate
 		var wg sync.WaitGroup
 	reads:
-		for i, t := range targets {
+		for i, t := range read {
 			select {
 			case c.readSem <- struct{}{}:
 			case <-ctx.Done():
@@ -151,7 +183,7 @@ func (c *Controller) collectOnce(ctx context.Context, cl *cluster, k *config.Cou
 	c.metrics.observeSample(agg)
 
 	cl.latestMu.Lock()
-	cl.latest[k.Name] = CounterReading{Aggregate: agg, Nodes: nodeSamples}
+	cl.latest[k.Name] = CounterReading{Aggregate: agg, Nodes: nodeSamples, serving: servingNodes}
 	var due []*config.Trigger
 	causes := map[string]string{}
 	for _, t := range cl.cfg.Triggers {
@@ -166,6 +198,7 @@ func (c *Controller) collectOnce(ctx context.Context, cl *cluster, k *config.Cou
 	for _, t := range due {
 		c.autoFire(ctx, cl, t, causes[t.Name], now)
 	}
+	c.evaluatePolicies(ctx, cl)
 	c.metrics.collection.WithLabelValues(cl.cfg.Name, k.Name).Observe(time.Since(start).Seconds())
 	if c.collectHook != nil {
 		c.collectHook(time.Since(start))
@@ -234,16 +267,17 @@ func aggregate(k *config.Counter, samples []store.Sample, now time.Time) store.S
 }
 
 // autoFire fires a due trigger unless it could change nothing (its sizing
-// step is at max or min) or its previous firing is still running.
+// step is at max or min, or the cluster is stopped) or its previous firing
+// is still running.
 func (c *Controller) autoFire(ctx context.Context, cl *cluster, t *config.Trigger, cause string, now time.Time) {
 	if busy, err := c.firingBusy(ctx, cl, t.Name); err != nil || busy {
 		return
 	}
+	rec, err := c.st.ClusterGet(ctx, cl.cfg.Name)
+	if err != nil || rec.Stopped {
+		return // a stopped cluster's triggers rest until it is started
+	}
 	if len(t.Actions) > 0 {
-		rec, err := c.st.ClusterGet(ctx, cl.cfg.Name)
-		if err != nil {
-			return
-		}
 		switch t.Actions[0].Type {
 		case "deploy_node":
 			if rec.Desired >= rec.Max {

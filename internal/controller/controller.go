@@ -28,6 +28,7 @@ import (
 	"github.com/goscaler/goscaler/internal/perfdata"
 	"github.com/goscaler/goscaler/internal/policy"
 	"github.com/goscaler/goscaler/internal/provider"
+	"github.com/goscaler/goscaler/internal/sshx"
 	"github.com/goscaler/goscaler/internal/store"
 )
 
@@ -49,7 +50,11 @@ type Options struct {
 	Logger  *slog.Logger
 	Clock   Clock
 	Metrics *Metrics
-	// DryRun, when set, records decisions but creates and deletes nothing.
+	// DryRun, when set, records decisions and the provider and load
+	// balancer calls they would make as activities (kind dry_run), but makes
+	// none of them: no machine is created or deleted, no load balancer
+	// server registered or deregistered, no script run, and no node row
+	// created for a launch.
 	DryRun bool
 }
 
@@ -91,6 +96,10 @@ type cluster struct {
 	sources  map[string]counter.Source
 	triggers map[string]*policy.Threshold
 	health   *healthChecker
+	pol      *policies // nil without policies
+	// ssh is the cluster's SSH pool: one connection per node, shared by
+	// the provider, the counters and the actions.
+	ssh *sshx.Pool
 
 	// mu serialises this server's changes to the cluster's size.
 	mu sync.Mutex
@@ -109,12 +118,23 @@ type cluster struct {
 	// launchFailures counts launches that failed in a row, for backoff.
 	launchFailures int
 	nextLaunchAt   time.Time
+	// noted remembers the dry-run plans and orphan reports already
+	// recorded, so that the same one is not recorded on every tick.
+	noted map[string]notedEntry
+}
+
+// notedEntry is a recorded plan or report: its text and when.
+type notedEntry struct {
+	text string
+	at   time.Time
 }
 
 // CounterReading is the newest reading of a counter.
 type CounterReading struct {
 	Aggregate store.Sample   `json:"aggregate"`
 	Nodes     []store.Sample `json:"nodes,omitempty"`
+	// serving counts the nodes in service when it was read (0: a cluster counter).
+	serving int
 }
 
 // New builds the runtime of every configured cluster: providers, balancers
@@ -150,12 +170,24 @@ func New(ctx context.Context, opts Options) (*Controller, error) {
 
 func (c *Controller) buildCluster(ctx context.Context, cc *config.Cluster) (*cluster, error) {
 	log := c.log.With("cluster", cc.Name)
-	prov, err := cc.ProviderConfig.New(provider.Env{Owner: c.opts.Owner, DataDir: c.opts.DataDir, Logger: log})
+	var sshCfg sshx.Config
+	if cc.SSH != nil {
+		sshCfg = *cc.SSH
+	}
+	pool, err := sshx.NewPool(sshCfg, sshx.Options{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("cluster %q: %w", cc.Name, err)
+	}
+	cl := &cluster{cfg: cc, ssh: pool, sources: map[string]counter.Source{}, targets: map[string]counter.Target{},
+		triggers: map[string]*policy.Threshold{}, latest: map[string]CounterReading{}, lastFiring: map[string]int64{},
+		noted: map[string]notedEntry{}}
+	// Registered before anything can fail, so that Close closes the pool.
+	c.clusters[cc.Name] = cl
+	prov, err := cc.ProviderConfig.New(provider.Env{Cluster: cc.Name, Owner: c.opts.Owner, DataDir: c.opts.DataDir, Logger: log, SSH: pool})
 	if err != nil {
 		return nil, fmt.Errorf("cluster %q: provider %s: %w", cc.Name, cc.Provider.Type, err)
 	}
-	cl := &cluster{cfg: cc, prov: prov, sources: map[string]counter.Source{}, targets: map[string]counter.Target{},
-		triggers: map[string]*policy.Threshold{}, latest: map[string]CounterReading{}, lastFiring: map[string]int64{}}
+	cl.prov = prov
 	if cc.BalancerConfig != nil {
 		path := ""
 		if cc.HealthCheck.Type == "http" {
@@ -168,7 +200,7 @@ func (c *Controller) buildCluster(ctx context.Context, cc *config.Cluster) (*clu
 		cl.bal = bal
 	}
 	for _, k := range cc.Counters {
-		src, err := k.Source.New(counter.Env{Cluster: cc.Name, Counter: k.Name, Logger: log, Agents: c.agents})
+		src, err := k.Source.New(counter.Env{Cluster: cc.Name, Counter: k.Name, Logger: log, Agents: c.agents, SSH: pool})
 		if err != nil {
 			return nil, fmt.Errorf("cluster %q: counter %q: %w", cc.Name, k.Name, err)
 		}
@@ -189,12 +221,34 @@ func (c *Controller) buildCluster(ctx context.Context, cc *config.Cluster) (*clu
 		cl.triggers[t.Name] = policy.NewThreshold(cc.Name, t, aggs, st)
 	}
 	cl.health = newHealthChecker(cc.HealthCheck)
+	if cl.pol, err = c.buildPolicies(ctx, cc); err != nil {
+		return nil, err
+	}
+	if cc.HealthCheck.Type == config.HealthLoadBalancer {
+		rep, ok := cl.bal.(lb.HealthReporter)
+		if !ok {
+			if closer, ok := cl.bal.(interface{ Close() error }); ok {
+				_ = closer.Close()
+			}
+			return nil, fmt.Errorf("cluster %q: health_check.type %s: load balancer %s does not check its backends: use a balancer that does (elb, elbv2) or another health check type",
+				cc.Name, config.HealthLoadBalancer, typeOf(cc.LoadBalancer))
+		}
+		cl.health.reporter = rep
+	}
 	return cl, nil
 }
 
 // Agents is the hub of the node agents' reports: the API hands it what agents
 // send, and the server runs it (on every server, leading or not).
 func (c *Controller) Agents() *agent.Hub { return c.agents }
+
+// typeOf is a plugin section's type, "(none)" without one.
+func typeOf(p *config.PluginSpec) string {
+	if p == nil {
+		return "(none)"
+	}
+	return p.Type
+}
 
 // SetQueue gives the controller the job queue its work is enqueued on.
 func (c *Controller) SetQueue(q jobs.Queue) { c.queue = q }
@@ -217,7 +271,8 @@ func (c *Controller) Sync(ctx context.Context) error {
 }
 
 // Run does the leader's work until ctx is done: adopt machines, then collect
-// counters, evaluate triggers, check health and reconcile.
+// counters, evaluate triggers, check health and reconcile sizes every tick,
+// and machines and load balancers every server.reconcile_interval.
 func (c *Controller) Run(ctx context.Context) error {
 	if err := c.recover(ctx); err != nil {
 		return err
@@ -234,11 +289,13 @@ func (c *Controller) Run(ctx context.Context) error {
 			wg.Go(func() { c.collectLoop(ctx, cl, k) })
 		}
 		wg.Go(func() { c.healthLoop(ctx, cl) })
+		wg.Go(func() { c.policyLoop(ctx, cl) })
 		if cl.cfg.Heartbeat.Timeout > 0 {
 			wg.Go(func() { c.heartbeatLoop(ctx, cl) })
 		}
 	}
 	wg.Go(func() { c.housekeeping(ctx) })
+	wg.Go(func() { c.sweepLoop(ctx) })
 	tick := time.NewTicker(c.opts.Config.Server.Tick.D())
 	defer tick.Stop()
 	for {
@@ -256,11 +313,21 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 }
 
-// Close stops the load balancers.
+// Close stops the load balancers, closes the counter sources that hold
+// connections of their own (an AMQP connection, an HTTP client) and the SSH
+// pools.
 func (c *Controller) Close() {
 	for _, cl := range c.clusters {
 		if closer, ok := cl.bal.(interface{ Close() error }); ok {
 			_ = closer.Close()
+		}
+		for _, src := range cl.sources {
+			if closer, ok := src.(interface{ Close() error }); ok {
+				_ = closer.Close()
+			}
+		}
+		if cl.ssh != nil {
+			_ = cl.ssh.Close()
 		}
 	}
 }

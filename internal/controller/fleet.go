@@ -34,6 +34,9 @@ func (f fleet) DeployNodes(ctx context.Context, clusterName string, a store.Acti
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", action.ErrPermanent, err)
 	}
+	if c.opts.DryRun {
+		return c.planDeploy(ctx, cl, a, count)
+	}
 	nodes, err := c.nodesOf(ctx, clusterName, func(n store.Node) bool { return n.LaunchActivity == a.ID })
 	if err != nil {
 		return "", err
@@ -81,12 +84,16 @@ func (c *Controller) createNodes(ctx context.Context, cl *cluster, a store.Activ
 			return err
 		}
 		var n int
+		if rec.Stopped {
+			note = fmt.Sprintf("cluster %s is stopped: no node launched (goscaler cluster start %s)", rec.Name, rec.Name)
+			return nil
+		}
 		if !raiseDesired {
 			nodes, err := tx.NodeList(ctx, store.NodeFilter{Cluster: rec.Name})
 			if err != nil {
 				return err
 			}
-			n = rec.Desired
+			n = rec.Target()
 			for _, node := range nodes {
 				if node.State.Active() {
 					n--
@@ -132,6 +139,9 @@ func (f fleet) RemoveNodes(ctx context.Context, clusterName string, a store.Acti
 	cl, err := c.cluster(clusterName)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", action.ErrPermanent, err)
+	}
+	if c.opts.DryRun {
+		return c.planRemove(ctx, cl, a, count, order)
 	}
 	mark := strconv.FormatInt(a.ID, 10)
 	nodes, err := c.nodesOf(ctx, clusterName, func(n store.Node) bool { return n.Meta[metaRemovedBy] == mark })
@@ -331,6 +341,8 @@ func (c *Controller) setState(ctx context.Context, n store.Node, state store.Nod
 			out = cur
 			return fmt.Errorf("node %s is %s, not moving it to %s: %w", n.ID, cur.State, state, errSuperseded)
 		}
+		// Maintenance is the operator's: a stale copy must not undo it.
+		n.Maintenance = cur.Maintenance
 		out, err = tx.NodeUpdate(ctx, n)
 		return err
 	})
@@ -382,24 +394,29 @@ func (c *Controller) launchNode(ctx context.Context, nodeID string, attempt int)
 	if !n.State.Active() || n.State == store.NodeInService {
 		return nil
 	}
+	if c.opts.DryRun {
+		// Only a node left by a server that was not a dry run gets here: a
+		// dry run creates no node.
+		c.dryRun(ctx, cl, "launch:"+n.ID, n.ID, fmt.Sprintf("would resume the launch of node %s (%s): %s",
+			n.ID, n.State, strings.Join(c.launchCalls(cl, n.ID), "; ")))
+		return nil
+	}
 	deadline := n.CreatedAt.Add(cl.cfg.BootTimeout.D())
-	if n.State == store.NodePending || n.MachineID == "" {
+	// A machine adopted before it had an address (a cloud server still
+	// building when the server restarted) is asked for again: Create is
+	// idempotent per node, and returns once the machine has its address.
+	if n.State == store.NodePending || n.MachineID == "" || n.Address == "" {
 		if n, err = c.setState(ctx, n, store.NodeProvisioning, "creating its machine"); err != nil {
 			if errors.Is(err, errSuperseded) {
 				return nil
 			}
 			return err
 		}
-		if c.opts.DryRun {
-			_, err = c.setState(ctx, n, store.NodeFailed, "dry run: no machine created")
-			return err
-		}
 		m, err := cl.prov.Create(ctx, provider.NodeSpec{Cluster: n.Cluster, NodeID: n.ID, Vars: nodeVars(cl, n)})
 		if err != nil {
 			c.launchFailed(cl)
-			if errors.Is(err, provider.ErrConfig) || attempt >= jobs.MaxAttempts {
-				_, serr := c.setState(ctx, n, store.NodeFailed, "creating its machine failed: "+err.Error())
-				return errors.Join(river.JobCancel(err), serr)
+			if why, final := createFailure(err); final || attempt >= jobs.MaxAttempts {
+				return c.failCreate(ctx, cl, n, why, err)
 			}
 			return fmt.Errorf("node %s: creating its machine: %w", n.ID, err)
 		}
@@ -416,10 +433,18 @@ func (c *Controller) launchNode(ctx context.Context, nodeID string, attempt int)
 			return err
 		}
 	}
+	registered := false
+	if cl.health.reporter != nil {
+		// The balancer is the health check: it checks only what is registered.
+		if err := cl.bal.Register(ctx, backend(n)); err != nil {
+			return fmt.Errorf("node %s: registering in the load balancer for its health check: %w", n.ID, err)
+		}
+		registered = true
+	}
 	// Wait for the health check.
 	var lastErr error
 	for {
-		if lastErr = cl.health.check(ctx, n.Address); lastErr == nil {
+		if lastErr = cl.health.check(ctx, backend(n)); lastErr == nil {
 			break
 		}
 		if m, err := cl.prov.Get(ctx, n.MachineID); err != nil || m.State != provider.MachineRunning {
@@ -438,8 +463,13 @@ func (c *Controller) launchNode(ctx context.Context, nodeID string, attempt int)
 		case <-time.After(pollEvery):
 		}
 	}
-	if cl.bal != nil {
-		if err := cl.bal.Register(ctx, lb.Backend{NodeID: n.ID, Address: n.Address}); err != nil {
+	cl.health.remember(n.ID, c.clock.Now(), nil, 0)
+	// A node put in maintenance while it booted stays out of rotation.
+	if cur, err := c.st.NodeGet(ctx, n.ID); err == nil && cur.Maintenance {
+		n.Maintenance = true
+	}
+	if cl.bal != nil && !registered && !n.Maintenance {
+		if err := cl.bal.Register(ctx, backend(n)); err != nil {
 			return fmt.Errorf("node %s: registering in the load balancer: %w", n.ID, err)
 		}
 	}
@@ -448,11 +478,55 @@ func (c *Controller) launchNode(ctx context.Context, nodeID string, attempt int)
 	if errors.Is(err, errSuperseded) {
 		// Drained or failed while it booted: out of rotation again.
 		if cl.bal != nil {
-			_ = cl.bal.Deregister(ctx, lb.Backend{NodeID: n.ID, Address: n.Address})
+			_ = cl.bal.Deregister(ctx, backend(n))
 		}
 		return nil
 	}
 	return err
+}
+
+// backend is a node as its load balancer sees it.
+func backend(n store.Node) lb.Backend {
+	return lb.Backend{NodeID: n.ID, Address: n.Address, MachineID: n.MachineID}
+}
+
+// createFailure says why a provider's Create failed, in an operator's words,
+// and whether retrying the same node is pointless: bad configuration, no
+// capacity, a quota reached, or a machine that was made for the node and is
+// gone already. Such a node fails at once; the reconciler replaces it after
+// the cluster's launch backoff, so a cloud that is out of capacity or quota
+// sees one attempt per backoff period, not a tight loop.
+func createFailure(err error) (string, bool) {
+	switch {
+	case errors.Is(err, provider.ErrConfig):
+		return "bad provider configuration", true
+	case errors.Is(err, provider.ErrCapacity):
+		return "the provider has no capacity for it", true
+	case errors.Is(err, provider.ErrQuota):
+		return "a provider quota is reached", true
+	case errors.Is(err, provider.ErrNotFound):
+		return "its machine was made and is gone already", true
+	default:
+		return "creating its machine failed", false
+	}
+}
+
+// failCreate marks a node whose machine could not be created failed, with a
+// node_failed activity that says why. The job ends: the reconciler launches
+// a replacement after the backoff launchFailed set.
+func (c *Controller) failCreate(ctx context.Context, cl *cluster, n store.Node, why string, err error) error {
+	reason := why + ": " + err.Error()
+	if _, serr := c.setState(ctx, n, store.NodeFailed, reason); serr != nil {
+		if errors.Is(serr, errSuperseded) {
+			return river.JobCancel(err)
+		}
+		return errors.Join(river.JobCancel(err), serr)
+	}
+	c.metrics.nodeFailures.WithLabelValues(cl.cfg.Name).Inc()
+	c.activity(ctx, c.st, store.Activity{Cluster: n.Cluster, Node: n.ID, Kind: "node_failed",
+		Cause:  fmt.Sprintf("node %s could not be launched: %s; a replacement follows after the launch backoff", n.ID, why),
+		Status: store.ActivityFailed, Error: reason})
+	return river.JobCancel(err)
 }
 
 // failLaunch marks a node failed and terminates its machine.
@@ -501,18 +575,24 @@ func (c *Controller) terminateNode(ctx context.Context, nodeID string, _ int) er
 	if err != nil {
 		return river.JobCancel(err)
 	}
+	if c.opts.DryRun {
+		c.dryRun(ctx, cl, "terminate:"+n.ID, n.ID, fmt.Sprintf("would terminate node %s (%s): %s",
+			n.ID, n.State, strings.Join(c.removeCalls(cl, n), "; ")))
+		return nil
+	}
 	if n.State.Active() {
 		if n, err = c.setState(ctx, n, store.NodeDraining, "terminating"); err != nil {
 			return err
 		}
 	}
 	if cl.bal != nil {
-		if err := cl.bal.Deregister(ctx, lb.Backend{NodeID: n.ID, Address: n.Address}); err != nil {
+		if err := cl.bal.Deregister(ctx, backend(n)); err != nil {
 			c.log.Warn("draining did not finish cleanly", "node", n.ID, "err", err)
 		}
 	}
 	cl.health.forget(n.Address)
-	if n.MachineID != "" && !c.opts.DryRun {
+	cl.health.forgetNode(n.ID)
+	if n.MachineID != "" {
 		if err := cl.prov.Delete(ctx, n.MachineID); err != nil && !errors.Is(err, provider.ErrNotFound) {
 			return fmt.Errorf("node %s: deleting machine %s: %w", n.ID, n.MachineID, err)
 		}

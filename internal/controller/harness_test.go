@@ -62,6 +62,7 @@ type env struct {
 	clock    Clock
 	poll     time.Duration
 	log      *slog.Logger
+	dryRun   bool
 
 	prov *pfake.Provider
 	bal  *lbfake.Balancer
@@ -75,6 +76,9 @@ type envOption func(*env)
 
 // withClock makes the controller use clock.
 func withClock(c Clock) envOption { return func(e *env) { e.clock = c } }
+
+// withDryRun makes the controller a dry run (server --dry-run).
+func withDryRun() envOption { return func(e *env) { e.dryRun = true } }
 
 // withPollInterval sets the queue's poll interval (0: the production default).
 func withPollInterval(d time.Duration) envOption { return func(e *env) { e.poll = d } }
@@ -124,7 +128,7 @@ func (e *env) build() {
 	t.Helper()
 	ctx := context.Background()
 	ctl, err := New(ctx, Options{Config: e.cfg, Store: e.st, ServerID: "srv-test", Owner: testOwner,
-		DataDir: e.dir, Logger: e.log, Clock: e.clock})
+		DataDir: e.dir, Logger: e.log, Clock: e.clock, DryRun: e.dryRun})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ func (c *Controller) heartbeatLoop(ctx context.Context, cl *cluster) {
 			return
 		case <-t.C:
 		}
-		nodes, _, err := c.inService(ctx, cl)
+		nodes, err := c.inService(ctx, cl)
 		if err != nil {
 			continue
 		}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,70 +24,11 @@ import (
 // re-enqueues the work that was decided but not finished.
 func (c *Controller) recover(ctx context.Context) error {
 	for _, name := range c.order {
-		if err := c.adopt(ctx, c.clusters[name]); err != nil {
+		if err := c.reconcileMachines(ctx, c.clusters[name], true); err != nil {
 			return err
 		}
 	}
 	return c.resumeWork(ctx)
-}
-
-func (c *Controller) adopt(ctx context.Context, cl *cluster) error {
-	name := cl.cfg.Name
-	machines, err := cl.prov.List(ctx, name)
-	if err != nil {
-		return fmt.Errorf("cluster %q: listing machines to adopt: %w", name, err)
-	}
-	nodes, err := c.st.NodeList(ctx, store.NodeFilter{Cluster: name})
-	if err != nil {
-		return fmt.Errorf("cluster %q: listing nodes: %w", name, err)
-	}
-	byID := map[string]store.Node{}
-	for _, n := range nodes {
-		byID[n.ID] = n
-	}
-	seen := map[string]bool{}
-	for _, m := range machines {
-		n, known := byID[m.NodeID]
-		if !known || n.State == store.NodeTerminated || n.State == store.NodeFailed && n.MachineID != "" && n.MachineID != m.ID {
-			c.log.Warn("removing a machine no node wants", "cluster", name, "machine", m.ID, "node", m.NodeID)
-			if err := cl.prov.Delete(ctx, m.ID); err != nil && !errors.Is(err, provider.ErrNotFound) {
-				return fmt.Errorf("cluster %q: removing orphan machine %s: %w", name, m.ID, err)
-			}
-			c.activity(ctx, c.st, store.Activity{Cluster: name, Node: m.NodeID, Kind: "remove_orphan",
-				Cause: fmt.Sprintf("machine %s (node %s) was running but no node of the cluster wants it", m.ID, m.NodeID)})
-			continue
-		}
-		seen[n.ID] = true
-		if n.MachineID != m.ID || n.Address == "" {
-			n.MachineID, n.Address, n.Meta = m.ID, m.Address, mergeMeta(n.Meta, m.Meta)
-			if _, err := c.st.NodeUpdate(ctx, n); err != nil {
-				return fmt.Errorf("node %s: storing adopted machine: %w", n.ID, err)
-			}
-		}
-		if n.State == store.NodeInService {
-			c.log.Info("adopted node", "cluster", name, "node", n.ID, "machine", m.ID)
-			if cl.bal != nil && !n.Maintenance {
-				if err := cl.bal.Register(ctx, lb.Backend{NodeID: n.ID, Address: n.Address}); err != nil {
-					return fmt.Errorf("node %s: registering adopted node: %w", n.ID, err)
-				}
-			}
-		}
-	}
-	for _, n := range nodes {
-		if seen[n.ID] || n.MachineID == "" || (n.State != store.NodeInService && n.State != store.NodeConfiguring) {
-			continue
-		}
-		reason := fmt.Sprintf("its machine %s was gone when the server started", n.MachineID)
-		if _, err := c.setState(ctx, n, store.NodeFailed, reason); err != nil {
-			return err
-		}
-		c.activity(ctx, c.st, store.Activity{Cluster: name, Node: n.ID, Kind: "node_failed",
-			Cause: fmt.Sprintf("node %s: %s", n.ID, reason), Status: store.ActivityFailed, Error: reason})
-		if err := c.enqueue(ctx, jobs.TerminateArgs{NodeID: n.ID}); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // resumeWork enqueues again what the store says is unfinished. Jobs are unique
@@ -142,8 +85,9 @@ func (c *Controller) resumeWork(ctx context.Context) error {
 // resumeEvery is how often unfinished work is enqueued again.
 const resumeEvery = 30 * time.Second
 
-// reconcile brings one cluster to its desired size: replace what is missing,
-// remove what is too much.
+// reconcile brings one cluster to its target size (its desired size, or 0
+// when it is stopped): replace what is missing, remove what is too much. In
+// a dry run it records what it would do instead.
 func (c *Controller) reconcile(ctx context.Context, cl *cluster) error {
 	name := cl.cfg.Name
 	if err := c.checkMachines(ctx, cl); err != nil {
@@ -168,8 +112,15 @@ func (c *Controller) reconcile(ctx context.Context, cl *cluster) error {
 			active = append(active, n)
 		}
 	}
+	if c.opts.DryRun {
+		if p := c.plan(cl, rec, nodes, rec.Target()); len(p.Calls) > 0 {
+			c.dryRun(ctx, cl, "reconcile", "", fmt.Sprintf("reconcile: %d node(s) active or starting, %d wanted: %s",
+				len(active), rec.Target(), strings.Join(p.Calls, "; ")))
+		}
+		return nil
+	}
 	switch {
-	case len(active) < rec.Desired:
+	case len(active) < rec.Target():
 		cl.latestMu.RLock()
 		wait := cl.nextLaunchAt
 		cl.latestMu.RUnlock()
@@ -177,7 +128,7 @@ func (c *Controller) reconcile(ctx context.Context, cl *cluster) error {
 			return nil
 		}
 		a := c.activity(ctx, c.st, store.Activity{Cluster: name, Kind: "deploy_node", Status: store.ActivityRunning,
-			Cause: fmt.Sprintf("reconcile: %d node(s) active or starting, %d desired", len(active), rec.Desired)})
+			Cause: fmt.Sprintf("reconcile: %d node(s) active or starting, %d desired", len(active), rec.Target())})
 		created, _, err := c.createNodes(ctx, cl, a, 0, false)
 		if err != nil {
 			return err
@@ -192,32 +143,25 @@ func (c *Controller) reconcile(ctx context.Context, cl *cluster) error {
 		_, err = c.st.ActivityUpdate(ctx, a.ID, store.ActivityUpdate{Status: store.ActivitySucceeded,
 			Output: out, FinishedAt: c.clock.Now()})
 		return err
-	case len(active) > rec.Desired:
-		return c.removeSurplus(ctx, rec, active, len(active)-rec.Desired)
+	case len(active) > rec.Target():
+		return c.removeSurplus(ctx, rec, active, len(active)-rec.Target())
 	}
 	return nil
 }
 
-// removeSurplus drains nodes beyond the desired size: nodes not yet in
+// removeSurplus drains nodes beyond the target size: nodes not yet in
 // service first, then the oldest.
 // The caller holds the cluster's lock.
 func (c *Controller) removeSurplus(ctx context.Context, rec store.Cluster, nodes []store.Node, n int) error {
-	var pick []store.Node
-	for _, node := range nodes {
-		if node.State != store.NodeInService && len(pick) < n {
-			pick = append(pick, node)
-		}
-	}
-	for _, node := range removable(nodes, "oldest") {
-		if node.State == store.NodeInService && len(pick) < n {
-			pick = append(pick, node)
-		}
-	}
+	pick := surplus(nodes, n, rec.Stopped)
 	if len(pick) == 0 {
 		return nil
 	}
-	a := c.activity(ctx, c.st, store.Activity{Cluster: rec.Name, Kind: "remove_node",
-		Cause: fmt.Sprintf("reconcile: %d node(s) active, %d desired", len(nodes), rec.Desired)})
+	cause := fmt.Sprintf("reconcile: %d node(s) active, %d desired", len(nodes), rec.Target())
+	if rec.Stopped {
+		cause = fmt.Sprintf("reconcile: cluster stopped, %d node(s) active", len(nodes))
+	}
+	a := c.activity(ctx, c.st, store.Activity{Cluster: rec.Name, Kind: "remove_node", Cause: cause})
 	for _, node := range pick {
 		if node.Meta == nil {
 			node.Meta = map[string]string{}
@@ -285,10 +229,14 @@ func (c *Controller) checkMachines(ctx context.Context, cl *cluster) error {
 
 // nodeFailed takes a node out of service for good; the reconciler replaces it.
 func (c *Controller) nodeFailed(ctx context.Context, cl *cluster, n store.Node, reason string) error {
+	if c.opts.DryRun {
+		c.dryRun(ctx, cl, "fail:"+n.ID, n.ID, fmt.Sprintf("would take node %s out of service and replace it: %s", n.ID, reason))
+		return nil
+	}
 	if cl.bal != nil {
 		// Out of rotation at once; the terminate job drains what is left.
 		go func() {
-			_ = cl.bal.Deregister(context.WithoutCancel(ctx), lb.Backend{NodeID: n.ID, Address: n.Address})
+			_ = cl.bal.Deregister(context.WithoutCancel(ctx), backend(n))
 		}()
 	}
 	if _, err := c.setState(ctx, n, store.NodeFailed, reason); err != nil {
@@ -318,7 +266,7 @@ func (c *Controller) healthLoop(ctx context.Context, cl *cluster) {
 			return
 		case <-t.C:
 		}
-		nodes, _, err := c.inService(ctx, cl)
+		nodes, err := c.inService(ctx, cl)
 		if err != nil {
 			continue
 		}
@@ -328,8 +276,19 @@ func (c *Controller) healthLoop(ctx context.Context, cl *cluster) {
 				continue
 			}
 			wg.Go(func() {
-				err := cl.health.check(ctx, n.Address)
-				if fails := cl.health.record(n.Address, err); fails >= hc.UnhealthyThreshold && ctx.Err() == nil {
+				err := cl.health.check(ctx, backend(n))
+				if ctx.Err() != nil {
+					return
+				}
+				if err != nil && cl.health.reporter != nil && !errors.Is(err, lb.ErrUnhealthy) {
+					// The balancer could not be asked (throttled, down): that
+					// says nothing about the node.
+					c.log.Warn("cannot get a node's health from the load balancer", "node", n.ID, "err", err)
+					return
+				}
+				fails := cl.health.record(n.Address, err)
+				cl.health.remember(n.ID, c.clock.Now(), err, fails)
+				if fails >= hc.UnhealthyThreshold {
 					cl.health.forget(n.Address)
 					reason := fmt.Sprintf("health check failed %d times in a row: %v", fails, err)
 					if err := c.nodeFailed(ctx, cl, n, reason); err != nil {
@@ -382,28 +341,51 @@ func (c *Controller) housekeeping(ctx context.Context) {
 	}
 }
 
-// healthChecker runs a cluster's health check and counts failures per address.
+// healthChecker runs a cluster's health check, counts failures per address
+// and keeps each node's recent results.
 type healthChecker struct {
 	cfg    config.HealthCheck
 	client *http.Client
-	mu     sync.Mutex
-	fails  map[string]int
+	// reporter is the cluster's load balancer when the health check is its
+	// view of the node (type load_balancer), else nil.
+	reporter lb.HealthReporter
+	mu       sync.Mutex
+	fails    map[string]int
+	results  map[string][]HealthResult
 }
 
+// HealthResult is one health check of a node.
+type HealthResult struct {
+	At    time.Time `json:"at"`
+	OK    bool      `json:"ok"`
+	Error string    `json:"error,omitempty"`
+	// FailsInRow counts this and the failures right before it (0 when OK).
+	FailsInRow int `json:"fails_in_row,omitempty"`
+}
+
+// healthResultsKept is how many results are kept per node.
+const healthResultsKept = 20
+
 func newHealthChecker(cfg config.HealthCheck) *healthChecker {
-	return &healthChecker{cfg: cfg, fails: map[string]int{}, client: &http.Client{
+	return &healthChecker{cfg: cfg, fails: map[string]int{}, results: map[string][]HealthResult{}, client: &http.Client{
 		Timeout:   cfg.Timeout.D(),
 		Transport: &http.Transport{MaxIdleConnsPerHost: 1, IdleConnTimeout: 30 * time.Second},
 	}}
 }
 
-// check runs the health check once against address.
-func (h *healthChecker) check(ctx context.Context, address string) error {
+// check runs the health check once against a node.
+func (h *healthChecker) check(ctx context.Context, b lb.Backend) error {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout.D())
 	defer cancel()
+	address := b.Address
 	switch h.cfg.Type {
 	case "none":
 		return nil
+	case config.HealthLoadBalancer:
+		if h.reporter == nil {
+			return errors.New("health check by the load balancer, but the cluster's balancer reports no health")
+		}
+		return h.reporter.BackendHealth(ctx, b)
 	case "tcp":
 		var d net.Dialer
 		conn, err := d.DialContext(ctx, "tcp", address)
@@ -439,6 +421,35 @@ func (h *healthChecker) record(address string, err error) int {
 	}
 	h.fails[address]++
 	return h.fails[address]
+}
+
+// remember keeps a node's result (the newest healthResultsKept).
+func (h *healthChecker) remember(nodeID string, at time.Time, err error, fails int) {
+	r := HealthResult{At: at, OK: err == nil, FailsInRow: fails}
+	if err != nil {
+		r.Error = err.Error()
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	rs := append(h.results[nodeID], r)
+	if len(rs) > healthResultsKept {
+		rs = slices.Clone(rs[len(rs)-healthResultsKept:])
+	}
+	h.results[nodeID] = rs
+}
+
+// recent returns a node's kept results, oldest first.
+func (h *healthChecker) recent(nodeID string) []HealthResult {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.results[nodeID])
+}
+
+// forgetNode drops a terminated node's results.
+func (h *healthChecker) forgetNode(nodeID string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.results, nodeID)
 }
 
 func (h *healthChecker) forget(address string) {

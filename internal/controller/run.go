@@ -97,8 +97,12 @@ func (c *Controller) Scale(ctx context.Context, clusterName string, desired int,
 	if err != nil {
 		return rec, err
 	}
+	note := ""
+	if rec.Stopped {
+		note = " (the cluster is stopped: it takes effect when it is started)"
+	}
 	c.activity(ctx, c.st, store.Activity{Cluster: clusterName, Kind: "scale",
-		Cause: fmt.Sprintf("%s: desired %d → %d", cause, rec.Desired, desired)})
+		Cause: fmt.Sprintf("%s: desired %d → %d%s", cause, rec.Desired, desired, note)})
 	return out, nil
 }
 
@@ -159,6 +163,13 @@ func (c *Controller) runAction(ctx context.Context, id int64, attempt int) error
 }
 
 func (c *Controller) runStep(ctx context.Context, a store.Activity, attempt int, interrupted bool) (string, error) {
+	if c.opts.DryRun && a.Kind != "deploy_node" && a.Kind != "remove_node" {
+		// Only the fleet's steps know how to plan; the others are not run.
+		c.activity(ctx, c.st, store.Activity{Cluster: a.Cluster, Trigger: a.Trigger, Kind: KindDryRun,
+			Cause:  fmt.Sprintf("would run step %d (%s) of trigger %s: %s", a.Step+1, a.Kind, a.Trigger, a.Params),
+			Output: "dry run: nothing was done"})
+		return "dry run: " + a.Kind + " not run", nil
+	}
 	cfg, err := action.Registry.DecodeJSON(a.Kind, a.Params)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", action.ErrPermanent, err)

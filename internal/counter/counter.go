@@ -14,9 +14,11 @@ package counter
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"time"
 
 	"github.com/goscaler/goscaler/internal/plugin"
+	"github.com/goscaler/goscaler/internal/sshx"
 )
 
 // Scope says what one reading of a counter describes.
@@ -39,6 +41,27 @@ type Target struct {
 	// Vars are the template variables of the target (Cluster, NodeID, Address,
 	// Host, Port and the cluster's vars).
 	Vars map[string]string
+	// InService is how many of the cluster's nodes were in service (and not
+	// in maintenance: the nodes a node-scoped counter reads) when the reading
+	// started. Sources that report a value per node ("messages per worker")
+	// divide by it. Zero means none, or a caller that does not count them.
+	InService int
+	// Meta holds the node's provider details (nil for a cluster-scoped
+	// reading), such as how to reach it over SSH (sshx.MetaHost, …).
+	Meta map[string]string
+}
+
+// TemplateVars are the target's Vars, completed with Cluster, NodeID and
+// Address from its own fields when Vars lacks them; a new map.
+func (t Target) TemplateVars() map[string]string {
+	vars := make(map[string]string, len(t.Vars)+3)
+	maps.Copy(vars, t.Vars)
+	for k, v := range map[string]string{"Cluster": t.Cluster, "NodeID": t.NodeID, "Address": t.Address} {
+		if _, ok := vars[k]; !ok && v != "" {
+			vars[k] = v
+		}
+	}
+	return vars
 }
 
 // Source reads a counter.
@@ -54,6 +77,9 @@ type Env struct {
 	// Agents holds what node agents pushed (for the "agent" source); nil
 	// where there is none.
 	Agents AgentValues
+	// SSH is the cluster's SSH connection pool, shared by all its counters
+	// and closed by the server; nil where the caller has none.
+	SSH *sshx.Pool
 }
 
 // AgentValue is the latest value of one counter pushed by a node's agent.
@@ -72,6 +98,13 @@ type AgentValues interface {
 	// false if it reported but not this counter (then known lists the
 	// counters it did report).
 	AgentValue(node, name string) (v AgentValue, ok, reported bool, known []string)
+}
+
+// ScopeChecker is implemented by configs that work in one scope only, or
+// need more settings in one of them. CheckScope says what is wrong with
+// using the source in scope (nil: nothing).
+type ScopeChecker interface {
+	CheckScope(scope Scope) error
 }
 
 // Config is a source's typed configuration; it is also its factory.

@@ -113,7 +113,7 @@ func Run(ctx context.Context, opts Options) error {
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
 	<-srv.Ready
-	fmt.Fprintf(opts.Out, "goscaler demo\n  API:           http://%s/api/v1/clusters\n  metrics:       http://%s/metrics\n  load balancer: http://%s/\n  data:          %s\nPress Ctrl-C to stop (every node stops with it).\n\n", srv.Addr(), srv.Addr(), lbAddr, opts.DataDir)
+	fmt.Fprintf(opts.Out, "goscaler demo\n  web UI:        http://%s/\n  API:           http://%s/api/v1/clusters\n  metrics:       http://%s/metrics\n  load balancer: http://%s/\n  data:          %s\nPress Ctrl-C to stop (every node stops with it).\n\n", srv.Addr(), srv.Addr(), srv.Addr(), lbAddr, opts.DataDir)
 	genDone := make(chan struct{})
 	go func() {
 		defer close(genDone)

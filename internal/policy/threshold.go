@@ -1,9 +1,3 @@
-// Package policy decides when a cluster must change. Threshold is PyScaler's
-// trigger: a counter past its threshold on every sample for a duration (the
-// "Timing"), reset as soon as one sample is not past it.
-//
-// Policies are pure: they are fed samples and the time, and never read a
-// clock or do I/O, so the server and tests drive them the same way.
 package policy
 
 import (
@@ -17,7 +11,9 @@ import (
 	"github.com/goscaler/goscaler/internal/store"
 )
 
-// Threshold tracks one trigger.
+// Threshold tracks one trigger: PyScaler's "counter past its threshold on
+// every sample for a duration" (the Timing), reset as soon as one sample is
+// not past it.
 //
 // Semantics:
 //   - Each condition keeps a streak: the time of the first sample of an

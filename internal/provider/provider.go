@@ -12,8 +12,15 @@
 //   - Get and Delete return an error wrapping ErrNotFound when the machine does
 //     not exist any more. Delete of a gone machine is that error, not success,
 //     so that callers can tell "I deleted it" from "it was already gone".
+//   - After Delete, Create for the same node ID may make a new machine or
+//     return an error wrapping ErrNotFound (a cloud whose idempotency token
+//     outlives the machine); it never returns the deleted machine. goscaler
+//     never reuses a node ID.
 //   - Errors that are worth a retry wrap ErrTransient; capacity, quota and bad
 //     configuration have their own sentinels.
+//
+// Package providertest is the conformance suite of this contract: every
+// provider runs it against its real backend (or a faithful stand-in).
 package provider
 
 import (
@@ -22,6 +29,7 @@ import (
 	"log/slog"
 
 	"github.com/goscaler/goscaler/internal/plugin"
+	"github.com/goscaler/goscaler/internal/sshx"
 )
 
 // Sentinel errors; wrap them with %w and test with errors.Is.
@@ -64,7 +72,10 @@ type Machine struct {
 	State   MachineState
 	// Reason explains State when it is not running (exit status, …).
 	Reason string
-	// Meta holds provider details worth storing (pid, start time, …).
+	// Meta holds provider details worth storing (pid, start time, …). A
+	// provider that knows how to reach the machine over SSH, when that is not
+	// the host of Address with the cluster's SSH settings, says so with
+	// sshx.MetaHost, sshx.MetaPort and sshx.MetaUser.
 	Meta map[string]string
 }
 
@@ -83,11 +94,22 @@ type Provider interface {
 
 // Env is what a provider gets from the server when it is built.
 type Env struct {
+	// Cluster is the cluster the provider serves.
+	Cluster string
 	// Owner tags every machine with the goscaler installation that made it.
 	Owner string
 	// DataDir is a directory the provider may write to (logs, state).
 	DataDir string
 	Logger  *slog.Logger
+	// SSH is the cluster's SSH connection pool (its default port and user
+	// too); nil where the caller has none.
+	SSH *sshx.Pool
+}
+
+// Capacity is implemented by configs that can make a bounded number of
+// machines (a static list of hosts): the cluster's max must not exceed it.
+type Capacity interface {
+	MaxMachines() int
 }
 
 // Config is a provider's typed configuration; it is also its factory.

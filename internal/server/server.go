@@ -24,6 +24,7 @@ import (
 	"github.com/goscaler/goscaler/internal/jobs"
 	"github.com/goscaler/goscaler/internal/store"
 	"github.com/goscaler/goscaler/internal/store/sqlstore"
+	"github.com/goscaler/goscaler/internal/web"
 )
 
 // Timing of leadership and heartbeats.
@@ -115,11 +116,15 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (s *Server, err 
 	if err != nil {
 		return nil, fmt.Errorf("listening on %s (server.listen): %w", cfg.Server.Listen, err)
 	}
-	s.http = &http.Server{
-		Handler: api.New(api.Options{Store: s.st, Controller: s.ctl, Tokens: cfg.Server.APITokens,
-			AgentTokens: cfg.Server.AgentTokens, Registry: metrics.Registry, Logger: log}),
-		ReadHeaderTimeout: 10 * time.Second,
+	// The API, /healthz and /metrics, and the web UI at /.
+	apiHandler := api.New(api.Options{Store: s.st, Controller: s.ctl, Tokens: cfg.Server.APITokens,
+		AgentTokens: cfg.Server.AgentTokens, Registry: metrics.Registry, Logger: log})
+	mux := http.NewServeMux()
+	for _, p := range []string{"/api/", "/healthz", "/metrics"} {
+		mux.Handle(p, apiHandler)
 	}
+	mux.Handle("/", web.New(web.Options{Store: s.st, Controller: s.ctl, Tokens: cfg.Server.APITokens, DataDir: dataDir, Logger: log}))
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	return s, nil
 }
 

@@ -27,12 +27,24 @@ var ErrConflict = errors.New("already exists")
 // configuration; the store keeps its bounds and desired size so that a restart
 // or another replica sees the same target.
 type Cluster struct {
-	Name      string    `json:"name"`
-	Min       int       `json:"min"`
-	Max       int       `json:"max"`
-	Desired   int       `json:"desired"`
+	Name    string `json:"name"`
+	Min     int    `json:"min"`
+	Max     int    `json:"max"`
+	Desired int    `json:"desired"`
+	// Stopped keeps the cluster at zero nodes, whatever Desired says, until
+	// it is started again (Desired is kept for that start).
+	Stopped   bool      `json:"stopped"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Target is the number of nodes the cluster must have: Desired, or 0 when it
+// is stopped.
+func (c Cluster) Target() int {
+	if c.Stopped {
+		return 0
+	}
+	return c.Desired
 }
 
 // NodeState is a step in a node's life.
@@ -264,7 +276,9 @@ type Activity struct {
 
 // ActivityFilter selects activities, newest first. Zero fields match everything.
 type ActivityFilter struct {
-	Cluster  string
+	Cluster string
+	// Node keeps the activities about one node.
+	Node     string
 	Kind     string
 	Status   ActivityStatus
 	ParentID int64
@@ -324,9 +338,12 @@ type Store interface {
 	ClusterList(ctx context.Context) ([]Cluster, error)
 	// ClusterSetDesired sets the desired size; ErrNotFound if the cluster does not exist.
 	ClusterSetDesired(ctx context.Context, name string, desired int) (Cluster, error)
+	// ClusterSetStopped marks a cluster stopped or started; ErrNotFound if it does
+	// not exist. Desired is left as it is.
+	ClusterSetStopped(ctx context.Context, name string, stopped bool) (Cluster, error)
 	// ClusterUpsert creates the cluster with c's fields, or updates Min and Max of an
 	// existing one and clamps its Desired into [Min, Max] (its Desired is otherwise
-	// kept: a restart must not forget a scale-out).
+	// kept: a restart must not forget a scale-out; so is Stopped).
 	ClusterUpsert(ctx context.Context, c Cluster) (Cluster, error)
 
 	// LeaderAttemptElect makes holder the leader of name until now+ttl if there is no

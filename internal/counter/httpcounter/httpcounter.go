@@ -23,8 +23,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"text/template"
-	"text/template/parse"
 	"time"
 
 	"github.com/goscaler/goscaler/internal/counter"
@@ -62,67 +60,13 @@ type Config struct {
 	Method string `yaml:"method" json:"method"`
 }
 
-// nodeVars are the vars that make a URL point at one node.
-var nodeVars = []string{"Address", "Host", "Port"}
-
 // DefaultScope is ScopeNode when the URL uses {{.Address}}, {{.Host}} or
 // {{.Port}} (it asks each node), ScopeCluster otherwise.
 func (c *Config) DefaultScope() counter.Scope {
-	if usesNodeVars(c.URL) {
+	if plugin.UsesNodeVars(c.URL) {
 		return counter.ScopeNode
 	}
 	return counter.ScopeCluster
-}
-
-// usesNodeVars reports whether the template src refers to a node var, as a
-// field ({{.Address}}) or through index ({{index . "Address"}}).
-func usesNodeVars(src string) bool {
-	t, err := template.New("").Parse(src)
-	if err != nil || t.Tree == nil {
-		return false
-	}
-	var walk func(n parse.Node) bool
-	walkList := func(l *parse.ListNode) bool {
-		return l != nil && slices.ContainsFunc(l.Nodes, walk)
-	}
-	walkBranch := func(b *parse.BranchNode) bool {
-		return walk(b.Pipe) || walkList(b.List) || walkList(b.ElseList)
-	}
-	walk = func(n parse.Node) bool {
-		switch n := n.(type) {
-		case *parse.ListNode:
-			return walkList(n)
-		case *parse.ActionNode:
-			return walk(n.Pipe)
-		case *parse.PipeNode:
-			if n == nil {
-				return false
-			}
-			for _, c := range n.Cmds {
-				if walk(c) {
-					return true
-				}
-			}
-		case *parse.CommandNode:
-			return slices.ContainsFunc(n.Args, walk)
-		case *parse.FieldNode:
-			return len(n.Ident) > 0 && slices.Contains(nodeVars, n.Ident[0])
-		case *parse.ChainNode:
-			return walk(n.Node) || (len(n.Field) > 0 && slices.Contains(nodeVars, n.Field[0]))
-		case *parse.StringNode:
-			return slices.Contains(nodeVars, n.Text)
-		case *parse.IfNode:
-			return walkBranch(&n.BranchNode)
-		case *parse.RangeNode:
-			return walkBranch(&n.BranchNode)
-		case *parse.WithNode:
-			return walkBranch(&n.BranchNode)
-		case *parse.TemplateNode:
-			return walk(n.Pipe)
-		}
-		return false
-	}
-	return walk(t.Root)
 }
 
 // Validate checks the config and returns every problem, each naming its key.

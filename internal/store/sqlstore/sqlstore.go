@@ -409,6 +409,9 @@ func (s *Store) ActivityList(ctx context.Context, f store.ActivityFilter) ([]sto
 	if f.Cluster != "" {
 		w.add("cluster = ?", f.Cluster)
 	}
+	if f.Node != "" {
+		w.add("node = ?", f.Node)
+	}
 	if f.Kind != "" {
 		w.add("kind = ?", f.Kind)
 	}
@@ -474,14 +477,14 @@ func (s *Store) ActivityUpdate(ctx context.Context, id int64, u store.ActivityUp
 
 // --- clusters ---
 
-const clusterCols = `name, min_size, max_size, desired, created_at, updated_at`
+const clusterCols = `name, min_size, max_size, desired, created_at, updated_at, stopped`
 
 func scanCluster(sc scanner) (store.Cluster, error) {
 	var (
 		c                    store.Cluster
 		createdAt, updatedAt int64
 	)
-	if err := sc.Scan(&c.Name, &c.Min, &c.Max, &c.Desired, &createdAt, &updatedAt); err != nil {
+	if err := sc.Scan(&c.Name, &c.Min, &c.Max, &c.Desired, &createdAt, &updatedAt, &c.Stopped); err != nil {
 		return store.Cluster{}, err
 	}
 	c.CreatedAt, c.UpdatedAt = fromMS(createdAt), fromMS(updatedAt)
@@ -536,9 +539,25 @@ func (s *Store) ClusterSetDesired(ctx context.Context, name string, desired int)
 	return c, nil
 }
 
+// ClusterSetStopped marks a cluster stopped (kept at zero nodes) or started;
+// store.ErrNotFound if the cluster does not exist.
+func (s *Store) ClusterSetStopped(ctx context.Context, name string, stopped bool) (store.Cluster, error) {
+	c, err := scanCluster(s.q.QueryRowContext(ctx,
+		`UPDATE clusters SET stopped = $2, updated_at = $3 WHERE name = $1 RETURNING `+clusterCols,
+		name, stopped, nowMS()))
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Cluster{}, fmt.Errorf("cluster %q: %w", name, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Cluster{}, fmt.Errorf("set stopped of cluster %q: %w", name, err)
+	}
+	return c, nil
+}
+
 // ClusterUpsert creates the cluster with c's fields (Desired clamped into
 // [Min, Max], CreatedAt kept if set), or updates Min and Max of an existing one
-// and clamps its Desired into [Min, Max], keeping it otherwise.
+// and clamps its Desired into [Min, Max], keeping it otherwise. Stopped is
+// set on creation and kept on update.
 func (s *Store) ClusterUpsert(ctx context.Context, c store.Cluster) (store.Cluster, error) {
 	if c.Name == "" {
 		return store.Cluster{}, errors.New("upsert cluster: empty name")
@@ -553,7 +572,7 @@ func (s *Store) ClusterUpsert(ctx context.Context, c store.Cluster) (store.Clust
 		created = now
 	}
 	out, err := scanCluster(s.q.QueryRowContext(ctx, `INSERT INTO clusters (`+clusterCols+`)
-		VALUES ($1, $2, $3, $4, $5, $6)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)
 		ON CONFLICT (name) DO UPDATE SET
 			min_size = excluded.min_size,
 			max_size = excluded.max_size,
@@ -563,7 +582,7 @@ func (s *Store) ClusterUpsert(ctx context.Context, c store.Cluster) (store.Clust
 				ELSE clusters.desired END,
 			updated_at = excluded.updated_at
 		RETURNING `+clusterCols,
-		c.Name, c.Min, c.Max, desired, created, now))
+		c.Name, c.Min, c.Max, desired, created, now, c.Stopped))
 	if err != nil {
 		return store.Cluster{}, fmt.Errorf("upsert cluster %q: %w", c.Name, err)
 	}

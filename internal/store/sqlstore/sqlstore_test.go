@@ -299,7 +299,7 @@ func TestMigratePostgres(t *testing.T) {
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil || total != len(all) {
-		t.Fatalf("concurrent migrate applied %d in all, %v; want %d, nil", total, err, len(all))
+		t.Fatalf("concurrent migrate applied %d in all, %v; want %d (each migration once), nil", total, err, len(all))
 	}
 	testMigrateTwice(t, s2)
 }

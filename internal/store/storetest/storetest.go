@@ -31,6 +31,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ActivityUpdate", testActivityUpdate},
 		{"ClusterCRUD", testClusterCRUD},
 		{"ClusterUpsertClamp", testClusterUpsertClamp},
+		{"ClusterStopped", testClusterStopped},
 		{"Dialect", testDialect},
 		{"Leader", testLeader},
 		{"Meta", testMeta},
@@ -177,7 +178,7 @@ func testActivityList(t *testing.T, s store.Store) {
 	d1s1 := create(store.Activity{ParentID: d1, Cluster: "web", Step: 1, Kind: "local_script", Status: store.ActivityFailed})
 	d2 := create(store.Activity{Cluster: "db", Kind: "scale", Status: store.ActivityRunning})
 	d2s0 := create(store.Activity{ParentID: d2, Cluster: "db", Kind: "remove_node", Status: store.ActivityPending})
-	d3 := create(store.Activity{Cluster: "web", Kind: "node_failed", Status: store.ActivitySucceeded})
+	d3 := create(store.Activity{Cluster: "web", Node: "web-1", Kind: "node_failed", Status: store.ActivitySucceeded})
 
 	tests := []struct {
 		name string
@@ -196,6 +197,9 @@ func testActivityList(t *testing.T, s store.Store) {
 		{"cluster+status+limit", store.ActivityFilter{Cluster: "web", Status: store.ActivitySucceeded, Limit: 2}, []int64{d3, d1s0}},
 		{"parent+after", store.ActivityFilter{ParentID: d1, AfterID: d1s0}, []int64{d1s1}},
 		{"no match", store.ActivityFilter{Cluster: "nope"}, []int64{}},
+		{"node", store.ActivityFilter{Node: "web-1"}, []int64{d3}},
+		{"cluster+node", store.ActivityFilter{Cluster: "web", Node: "web-1"}, []int64{d3}},
+		{"unknown node", store.ActivityFilter{Node: "web-2"}, []int64{}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -344,6 +348,42 @@ func testClusterUpsertClamp(t *testing.T, s store.Store) {
 	must(s.ClusterSetDesired(ctx, "restart", 8))(t)
 	c := must(s.ClusterUpsert(ctx, store.Cluster{Name: "restart", Min: 1, Max: 10, Desired: 1}))(t)
 	equal(t, "Desired after restart", c.Desired, 8)
+}
+
+func testClusterStopped(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	web := must(s.ClusterUpsert(ctx, store.Cluster{Name: "web", Min: 1, Max: 10, Desired: 3}))(t)
+	if web.Stopped || web.Target() != 3 {
+		t.Fatalf("a new cluster: %+v (target %d), want started with target 3", web, web.Target())
+	}
+	c := must(s.ClusterSetStopped(ctx, "web", true))(t)
+	if !c.Stopped || c.Desired != 3 || c.Target() != 0 || c.UpdatedAt.Before(web.UpdatedAt) {
+		t.Fatalf("ClusterSetStopped(true) = %+v (target %d), want stopped, desired 3 kept, target 0", c, c.Target())
+	}
+	equal(t, "ClusterGet after stop", must(s.ClusterGet(ctx, "web"))(t), c)
+	// A server restart (upsert of the configured bounds) keeps it stopped,
+	// and a scale while stopped is kept for the start.
+	c = must(s.ClusterUpsert(ctx, store.Cluster{Name: "web", Min: 1, Max: 10, Desired: 1}))(t)
+	if !c.Stopped || c.Desired != 3 {
+		t.Fatalf("ClusterUpsert of a stopped cluster = %+v, want it still stopped with desired 3", c)
+	}
+	must(s.ClusterSetDesired(ctx, "web", 5))(t)
+	equal(t, "ClusterList stopped", must(s.ClusterList(ctx))(t)[0].Stopped, true)
+	c = must(s.ClusterSetStopped(ctx, "web", false))(t)
+	if c.Stopped || c.Desired != 5 || c.Target() != 5 {
+		t.Fatalf("ClusterSetStopped(false) = %+v, want started with desired 5", c)
+	}
+	_, err := s.ClusterSetStopped(ctx, "nope", true)
+	wantErr(t, "ClusterSetStopped(missing)", err, store.ErrNotFound)
+	// Created stopped.
+	c = must(s.ClusterUpsert(ctx, store.Cluster{Name: "api", Min: 0, Max: 2, Stopped: true}))(t)
+	equal(t, "created stopped", c.Stopped, true)
+	// In a transaction that rolls back, the flag does not change.
+	_ = s.Tx(ctx, func(tx store.Store) error {
+		must(tx.ClusterSetStopped(ctx, "web", true))(t)
+		return errors.New("roll back")
+	})
+	equal(t, "stopped after a rollback", must(s.ClusterGet(ctx, "web"))(t).Stopped, false)
 }
 
 func testDialect(t *testing.T, s store.Store) {
