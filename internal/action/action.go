@@ -47,7 +47,12 @@ type Run struct {
 	Trigger  string
 	// Attempt is 1 on the first try, 2 on the first retry, and so on.
 	Attempt int
-	// Vars are the variables of the run (Cluster, Trigger, Cause, counter values).
+	// Node is the node a launch or termination step runs for (nil for a
+	// step of a trigger); its variables (NodeID, Address, Host, Port) are
+	// in Vars.
+	Node *store.Node
+	// Vars are the variables of the run (Cluster, Trigger, Cause, counter
+	// values, and the node's for a node step).
 	Vars  map[string]string
 	Fleet Fleet
 	// Interrupted is true when an earlier attempt of this activity was cut off
