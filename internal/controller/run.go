@@ -170,7 +170,7 @@ func (c *Controller) runStep(ctx context.Context, a store.Activity, attempt int,
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", action.ErrPermanent, err)
 	}
-	act, err := cfg.New(action.Env{Cluster: a.Cluster, DataDir: c.opts.DataDir, Logger: c.log})
+	act, err := cfg.New(c.actionEnv(a.Cluster))
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", action.ErrPermanent, err)
 	}
@@ -189,7 +189,7 @@ func (c *Controller) runStep(ctx context.Context, a store.Activity, attempt int,
 		}
 	}
 	return act.Run(ctx, action.Run{Activity: a, Cluster: a.Cluster, Trigger: a.Trigger, Attempt: attempt,
-		Vars: vars, Fleet: c.fleet(), Interrupted: interrupted})
+		Vars: vars, Fleet: c.fleet(), Interrupted: interrupted, Steps: c.earlierSteps(ctx, a)})
 }
 
 // enqueueNext enqueues the step after a, if any.
