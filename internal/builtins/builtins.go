@@ -5,6 +5,7 @@ package builtins
 import (
 	// Actions.
 	_ "github.com/goscaler/goscaler/internal/action/distscript"
+	_ "github.com/goscaler/goscaler/internal/action/email"
 	_ "github.com/goscaler/goscaler/internal/action/fleet"
 	_ "github.com/goscaler/goscaler/internal/action/script"
 	// Counter sources.
