@@ -7,6 +7,7 @@ import (
 	_ "github.com/goscaler/goscaler/internal/action/distscript"
 	_ "github.com/goscaler/goscaler/internal/action/email"
 	_ "github.com/goscaler/goscaler/internal/action/fleet"
+	_ "github.com/goscaler/goscaler/internal/action/osconfig"
 	_ "github.com/goscaler/goscaler/internal/action/script"
 	_ "github.com/goscaler/goscaler/internal/action/webhook"
 	// Counter sources.
