@@ -110,10 +110,9 @@ func (c *Config) Validate() error {
 	if c.Text != "" && c.Format != FormatSlack {
 		errs = append(errs, errors.New("text: only applies with format: slack"))
 	}
-	if c.Text == "" {
-		c.Text = notify.Summary
-	}
-	if _, err := notify.Parse("text", c.Text); err != nil {
+	// No default is filled in for text: the config is validated again when
+	// its step runs, and a filled-in text would then look set by hand.
+	if _, err := notify.Parse("text", c.textOrDefault()); err != nil {
 		errs = append(errs, err)
 	}
 	for k := range c.Headers {
@@ -137,6 +136,13 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("retries: %d is not within 0..%d", *c.Retries, MaxRetries))
 	}
 	return errors.Join(errs...)
+}
+
+func (c *Config) textOrDefault() string {
+	if c.Text == "" {
+		return notify.Summary
+	}
+	return c.Text
 }
 
 func checkURL(s string) error {
@@ -166,7 +172,7 @@ func (c *Config) New(action.Env) (action.Action, error) {
 		}
 		target = secret.New(strings.TrimSpace(target.Reveal()))
 	}
-	text, err := notify.Parse("text", c.Text)
+	text, err := notify.Parse("text", c.textOrDefault())
 	if err != nil {
 		return nil, err
 	}

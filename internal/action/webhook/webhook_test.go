@@ -83,7 +83,16 @@ func TestWebhook(t *testing.T) {
 			if err := c.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			a, err := c.New(action.Env{Cluster: "web"})
+			// As a stored step is: decoded from JSON and validated again.
+			stored, err := json.Marshal(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := action.Registry.DecodeJSON("webhook", stored)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, err := cfg.New(action.Env{Cluster: "web"})
 			if err != nil {
 				t.Fatal(err)
 			}
