@@ -170,12 +170,12 @@ func (c *Controller) runStep(ctx context.Context, a store.Activity, attempt int,
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", action.ErrPermanent, err)
 	}
-	act, err := cfg.New(action.Env{Cluster: a.Cluster, DataDir: c.opts.DataDir, Logger: c.log})
+	act, err := cfg.New(c.actionEnv(a.Cluster))
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", action.ErrPermanent, err)
 	}
 	return act.Run(ctx, action.Run{Activity: a, Cluster: a.Cluster, Trigger: a.Trigger, Attempt: attempt,
-		Vars: c.actionVars(a, nil), Fleet: c.fleet(), Interrupted: interrupted})
+		Vars: c.actionVars(a, nil), Fleet: c.fleet(), Interrupted: interrupted, Steps: c.earlierSteps(ctx, a)})
 }
 
 // actionVars are the variables of an action step: the run's, the counters'
