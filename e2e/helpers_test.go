@@ -453,13 +453,14 @@ type clusterView struct {
 }
 
 type node struct {
-	ID        string            `json:"id"`
-	Cluster   string            `json:"cluster"`
-	State     string            `json:"state"`
-	Address   string            `json:"address"`
-	MachineID string            `json:"machine_id"`
-	Reason    string            `json:"reason"`
-	Meta      map[string]string `json:"meta"`
+	ID          string            `json:"id"`
+	Cluster     string            `json:"cluster"`
+	State       string            `json:"state"`
+	Address     string            `json:"address"`
+	MachineID   string            `json:"machine_id"`
+	Reason      string            `json:"reason"`
+	Maintenance bool              `json:"maintenance"`
+	Meta        map[string]string `json:"meta"`
 }
 
 func (n node) pid() int {

@@ -23,6 +23,10 @@ type sshCluster struct {
 	TOFU         bool
 	Counters     string // YAML of the counters list items
 	Triggers     string // YAML of the triggers list items, or ""
+	// Max defaults to the number of hosts; Health replaces the tcp
+	// health_check section (its indented keys); Extra is more cluster keys.
+	Max           int
+	Health, Extra string
 }
 
 // writeSSHConfig writes a server configuration with one cluster whose nodes
@@ -35,6 +39,12 @@ func writeSSHConfig(t *testing.T, dir, addr, dataDir string, set *sshdtest.Set, 
 	}
 	if c.Desired == 0 {
 		c.Desired = c.Min
+	}
+	if c.Max == 0 {
+		c.Max = len(set.Hosts)
+	}
+	if c.Health == "" {
+		c.Health = "      type: tcp\n      interval: 1s\n      timeout: 500ms\n"
 	}
 	var hosts strings.Builder
 	for _, h := range set.Hosts {
@@ -61,13 +71,10 @@ clusters:
       type: static
       hosts:
 %s    health_check:
-      type: tcp
-      interval: 1s
-      timeout: 500ms
-    boot_timeout: 30s
-    counters:
-%s`, addr, dataDir, c.Name, c.Min, len(set.Hosts), c.Desired, set.User, set.ClientKey, c.KnownHosts, c.TOFU,
-		hosts.String(), c.Counters)
+%s    boot_timeout: 30s
+%s    counters:
+%s`, addr, dataDir, c.Name, c.Min, c.Max, c.Desired, set.User, set.ClientKey, c.KnownHosts, c.TOFU,
+		hosts.String(), c.Health, c.Extra, c.Counters)
 	if c.Triggers != "" {
 		src += "    triggers:\n" + c.Triggers
 	}

@@ -20,6 +20,7 @@ import (
 	"log/slog"
 
 	"github.com/goscaler/goscaler/internal/plugin"
+	"github.com/goscaler/goscaler/internal/sshx"
 	"github.com/goscaler/goscaler/internal/store"
 )
 
@@ -37,6 +38,9 @@ type Fleet interface {
 	// "oldest" or "newest" first), never below the cluster's min. Called again
 	// for the same activity it resumes the same nodes.
 	RemoveNodes(ctx context.Context, cluster string, activity store.Activity, count int, order string) (string, error)
+	// Nodes returns the cluster's in-service nodes (not in maintenance),
+	// oldest first. sshx.NodeEndpoint gives the SSH endpoint of each.
+	Nodes(ctx context.Context, cluster string) ([]store.Node, error)
 }
 
 // Run is one execution of an action.
@@ -47,9 +51,18 @@ type Run struct {
 	Trigger  string
 	// Attempt is 1 on the first try, 2 on the first retry, and so on.
 	Attempt int
-	// Vars are the variables of the run (Cluster, Trigger, Cause, counter values).
+	// Node is the node a launch or termination step runs for (nil for a
+	// step of a trigger); its variables (NodeID, Address, Host, Port) are
+	// in Vars.
+	Node *store.Node
+	// Vars are the variables of the run (Cluster, Trigger, Cause, counter
+	// values, and the node's for a node step).
 	Vars  map[string]string
 	Fleet Fleet
+	// Steps are the steps of the same firing that come before this one, in
+	// order, as they ended (status, output, error): what a notification
+	// reports as the outcome so far.
+	Steps []store.Activity
 	// Interrupted is true when an earlier attempt of this activity was cut off
 	// by a server crash, so its effect is unknown.
 	Interrupted bool
@@ -65,6 +78,9 @@ type Env struct {
 	Cluster string
 	DataDir string
 	Logger  *slog.Logger
+	// SSH is the cluster's SSH pool (nil where there is none, as in some
+	// unit tests): actions that work on nodes use it.
+	SSH *sshx.Pool
 }
 
 // Config is an action's typed configuration; it is also its factory.

@@ -4,8 +4,12 @@ package builtins
 
 import (
 	// Actions.
+	_ "github.com/goscaler/goscaler/internal/action/distscript"
+	_ "github.com/goscaler/goscaler/internal/action/email"
 	_ "github.com/goscaler/goscaler/internal/action/fleet"
+	_ "github.com/goscaler/goscaler/internal/action/osconfig"
 	_ "github.com/goscaler/goscaler/internal/action/script"
+	_ "github.com/goscaler/goscaler/internal/action/webhook"
 	// Counter sources.
 	_ "github.com/goscaler/goscaler/internal/counter/agentcounter"
 	_ "github.com/goscaler/goscaler/internal/counter/exec"

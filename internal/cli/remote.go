@@ -174,7 +174,7 @@ func clusterCmd(g *globals) *cobra.Command {
 			})
 		},
 	})
-	cmd.AddCommand(scaleCmd(g), stopCmd(g), startCmd(g), restartCmd(g), destroyCmd(g))
+	cmd.AddCommand(scaleCmd(g), stopCmd(g), startCmd(g), restartCmd(g), destroyCmd(g), clusterExecCmd(g))
 	return cmd
 }
 
@@ -415,7 +415,9 @@ func confirm(in io.Reader, out io.Writer, question string) error {
 }
 
 func nodeCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "node", Short: "List and inspect nodes"}
+	cmd := &cobra.Command{Use: "node", Short: "List, inspect and operate nodes (exec, ssh, scp, reconfigure)"}
+	cmd.AddCommand(nodeOpsCmds(g)...)
+	cmd.AddCommand(maintenanceCmd(g))
 	var all bool
 	list := &cobra.Command{
 		Use: "list CLUSTER", Short: "List a cluster's nodes", Args: cobra.ExactArgs(1),

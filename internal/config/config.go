@@ -206,9 +206,18 @@ type Cluster struct {
 	BootTimeout plugin.Duration `yaml:"boot_timeout"`
 	// Heartbeat, when its Timeout is set, requires each in-service node's
 	// agent (goscaler agent) to send heartbeats.
-	Heartbeat Heartbeat  `yaml:"heartbeat"`
-	Counters  []*Counter `yaml:"counters"`
-	Triggers  []*Trigger `yaml:"triggers"`
+	Heartbeat Heartbeat `yaml:"heartbeat"`
+	// OnLaunch are the steps run in order for every new node once it
+	// answers its health check and before it is in service (any action,
+	// plus lb_register: the point where it joins the load balancer, by
+	// default after the last step). A node whose step fails is terminated
+	// and replaced.
+	OnLaunch []*Action `yaml:"on_launch"`
+	// OnTerminate are the steps run for a node leaving the cluster, after it
+	// left the load balancer and before its machine is deleted.
+	OnTerminate []*Action  `yaml:"on_terminate"`
+	Counters    []*Counter `yaml:"counters"`
+	Triggers    []*Trigger `yaml:"triggers"`
 	// Policies are the scaling policies (target tracking, step, scheduled,
 	// predictive), combined as "out if any, in only if all".
 	Policies []*Policy `yaml:"policies"`
@@ -269,14 +278,24 @@ const HealthLoadBalancer = "load_balancer"
 
 // HealthCheck says how a node is judged healthy.
 type HealthCheck struct {
-	// Type is http, tcp, load_balancer (the balancer's own view of the node)
-	// or none. Default: http when the cluster has a load balancer, tcp
-	// otherwise.
+	// Type is http, tcp, command, load_balancer (the balancer's own view of
+	// the node) or none. Default: http when the cluster has a load balancer,
+	// tcp otherwise.
 	Type string `yaml:"type"`
 	// Path is the HTTP path (http only), default /healthz.
-	Path     string          `yaml:"path"`
-	Interval plugin.Duration `yaml:"interval"`
-	Timeout  plugin.Duration `yaml:"timeout"`
+	Path string `yaml:"path"`
+	// Command (command only) is a line for sh -c, a template over the
+	// node's variables ({{.NodeID}}, {{.Host}}, …): exit 0 is healthy. It
+	// runs on the node over SSH, or on the goscaler host when Local is set.
+	Command string `yaml:"command"`
+	Local   bool   `yaml:"local"`
+	// MaxReplacing bounds how many unhealthy nodes are being replaced at
+	// once: a number, or a percentage of the desired size ("25%"). Zero
+	// means no bound. Further unhealthy nodes stay in service until the
+	// replacements are.
+	MaxReplacing Pace            `yaml:"max_replacing"`
+	Interval     plugin.Duration `yaml:"interval"`
+	Timeout      plugin.Duration `yaml:"timeout"`
 	// UnhealthyThreshold is how many failures in a row make an in-service node
 	// unhealthy, and so replaced.
 	UnhealthyThreshold int `yaml:"unhealthy_threshold"`
@@ -293,6 +312,47 @@ type Heartbeat struct {
 	// goes in service (its agent may start later than its service).
 	GracePeriod plugin.Duration `yaml:"grace_period"`
 }
+
+// Pace is a count of nodes, or a percentage of the desired size.
+type Pace struct {
+	N       int
+	Percent bool
+}
+
+// UnmarshalYAML reads 2 or "25%".
+func (p *Pace) UnmarshalYAML(n *yaml.Node) error {
+	v := strings.TrimSpace(n.Value)
+	num, pct := strings.CutSuffix(v, "%")
+	i, err := strconv.Atoi(strings.TrimSpace(num))
+	if n.Kind != yaml.ScalarNode || err != nil || i < 0 || pct && i > 100 {
+		return &plugin.LineError{Line: n.Line, Err: fmt.Errorf("%q is not a node count (2) or a percentage (\"25%%\")", v)}
+	}
+	*p = Pace{N: i, Percent: pct}
+	return nil
+}
+
+// Of returns the number of nodes the pace allows for a desired size (at
+// least 1 for a non-zero pace), or 0 for no bound.
+func (p Pace) Of(desired int) int {
+	if p.N == 0 {
+		return 0
+	}
+	if !p.Percent {
+		return p.N
+	}
+	return max(1, desired*p.N/100)
+}
+
+// String writes the pace as it is configured.
+func (p Pace) String() string {
+	if p.Percent {
+		return strconv.Itoa(p.N) + "%"
+	}
+	return strconv.Itoa(p.N)
+}
+
+// LBRegister is the launch step that registers the node in the load balancer.
+const LBRegister = "lb_register"
 
 // PluginSpec is a plugin section: its type and its own keys.
 type PluginSpec struct {

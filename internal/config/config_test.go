@@ -68,11 +68,11 @@ func TestBadFiles(t *testing.T) {
 		{"unknown_keys.bad.yaml", []string{
 			`unknown_keys.bad.yaml:4: unknown key "lisen"; valid keys here: agent_tokens, api_tokens, collect_concurrency, data_dir, database, listen, log_level, orphans, reconcile_interval, retention, sample_retention, tick`,
 			`unknown_keys.bad.yaml:5: unknown key "sever"; valid keys here: clusters, server`,
-			`unknown_keys.bad.yaml:10: unknown key "minimum"; valid keys here: boot_timeout, counters, desired, health_check, heartbeat, load_balancer, max, min, name, policies, provider, scale_in_cooldown, scale_in_stabilization, scale_out_cooldown, ssh, triggers, vars, warmup`,
+			`unknown_keys.bad.yaml:10: unknown key "minimum"; valid keys here: boot_timeout, counters, desired, health_check, heartbeat, load_balancer, max, min, name, on_launch, on_terminate, policies, provider, scale_in_cooldown, scale_in_stabilization, scale_out_cooldown, ssh, triggers, vars, warmup`,
 			// A plugin's keys list the section's common keys too.
 			`unknown_keys.bad.yaml:14: unknown key "comand"; valid keys here: command, dir, env, host, stop_timeout, type`,
 			`unknown_keys.bad.yaml:18: unknown key "listen_port"; valid keys here: drain_timeout, health_interval, health_timeout, listen, type, unhealthy_threshold`,
-			`unknown_keys.bad.yaml:21: unknown key "intervall"; valid keys here: grace_period, interval, path, timeout, type, unhealthy_threshold`,
+			`unknown_keys.bad.yaml:21: unknown key "intervall"; valid keys here: command, grace_period, interval, local, max_replacing, path, timeout, type, unhealthy_threshold`,
 			`unknown_keys.bad.yaml:25: unknown key "urll"; valid keys here: aggregate, headers, interval, method, name, path, scope, timeout, type, url`,
 			`unknown_keys.bad.yaml:29: unknown key "intervall"; valid keys here: aggregate, command, env, interval, name, scope, shell, timeout, type`,
 			`unknown_keys.bad.yaml:34: unknown key "fore"; valid keys here: above, actions, below, cooldown, counter, for, name, when`,
@@ -145,9 +145,9 @@ func TestBadFiles(t *testing.T) {
 		{"unknown_types.bad.yaml", []string{
 			`unknown_types.bad.yaml:6: unknown provider type "docker"; known types: aws, openstack, process`,
 			`unknown_types.bad.yaml:7: unknown load balancer type "nginx"; known types: builtin, elb, elbv2, haproxy, octavia`,
-			`unknown_types.bad.yaml:8: health_check.type "grpc" is not one of http, tcp, load_balancer, none`,
+			`unknown_types.bad.yaml:8: health_check.type "grpc" is not one of http, tcp, command, load_balancer, none`,
 			`unknown_types.bad.yaml:10: unknown counter type "snmp"; known types: agent, exec, http`,
-			`unknown_types.bad.yaml:17: unknown action type "page_someone"; known types: deploy_node, local_script, remove_node`,
+			`unknown_types.bad.yaml:17: unknown action type "page_someone"; known types: deploy_node, distributed_script, email, local_script, os_configuration, remove_node, webhook`,
 		}},
 		{"listen_clash.bad.yaml", []string{
 			`listen_clash.bad.yaml:9: load balancer address 127.0.0.1:18080 is already used by cluster "web"`,
@@ -283,7 +283,7 @@ func TestBadFiles(t *testing.T) {
 			`many_problems.bad.yaml:22: unknown counter "lode": define it under counters: (known: load)`,
 			`many_problems.bad.yaml:24: condition on "lode" sets both above: and below:`,
 			`many_problems.bad.yaml:25: for: "1 minute" is not a duration`,
-			`many_problems.bad.yaml:27: unknown action type "launch_node"; known types: deploy_node, local_script, remove_node`,
+			`many_problems.bad.yaml:27: unknown action type "launch_node"; known types: deploy_node, distributed_script, email, local_script, os_configuration, remove_node, webhook`,
 		}},
 	}
 

@@ -310,8 +310,17 @@ func (v *validator) cluster(p string, cl *Cluster, names map[string]int, listens
 		if cl.LoadBalancer == nil {
 			v.at(p+".health_check.type", "health_check.type %s needs a load_balancer that checks its nodes (elb, elbv2): add one or use http or tcp", HealthLoadBalancer)
 		}
+	case "command":
+		if strings.TrimSpace(h.Command) == "" {
+			v.at(p+".health_check.command", "health_check.command is required with type: command (a line for sh -c; exit 0 is healthy)")
+		} else if _, err := plugin.ParseTemplate(h.Command); err != nil {
+			v.at(p+".health_check.command", "health_check.command: %v", err)
+		}
 	default:
-		v.at(p+".health_check.type", "health_check.type %q is not one of http, tcp, load_balancer, none", h.Type)
+		v.at(p+".health_check.type", "health_check.type %q is not one of http, tcp, command, load_balancer, none", h.Type)
+	}
+	if h.Type != "command" && (h.Command != "" || h.Local) {
+		v.at(p+".health_check.command", "health_check.command and local are for type: command only")
 	}
 	if h.Type == "http" && !strings.HasPrefix(h.Path, "/") {
 		v.at(p+".health_check.path", "health_check.path %q must start with /", h.Path)
@@ -337,6 +346,32 @@ func (v *validator) cluster(p string, cl *Cluster, names map[string]int, listens
 	counters := map[string]bool{}
 	for i, k := range cl.Counters {
 		v.counter(fmt.Sprintf("%s.counters[%d]", p, i), k, counters)
+	}
+	lbSteps := 0
+	for i, a := range cl.OnLaunch {
+		ap := fmt.Sprintf("%s.on_launch[%d]", p, i)
+		if a != nil && a.Type == LBRegister {
+			lbSteps++
+			switch {
+			case cl.LoadBalancer == nil:
+				v.at(ap+".type", "lb_register needs a load_balancer: in this cluster")
+			case lbSteps > 1:
+				v.at(ap+".type", "lb_register is listed twice: a node joins the load balancer once")
+			case a.Params != nil && len(a.Params.Content) > 0:
+				v.at(ap+".type", "lb_register has no keys of its own")
+			}
+			a.Line = v.line(ap)
+			continue
+		}
+		v.action(ap, a)
+	}
+	for i, a := range cl.OnTerminate {
+		ap := fmt.Sprintf("%s.on_terminate[%d]", p, i)
+		if a != nil && a.Type == LBRegister {
+			v.at(ap+".type", "lb_register belongs in on_launch: a leaving node is taken out of the load balancer before on_terminate runs")
+			continue
+		}
+		v.action(ap, a)
 	}
 	triggers := map[string]bool{}
 	for i, t := range cl.Triggers {
@@ -474,29 +509,33 @@ func (v *validator) trigger(p string, i int, t *Trigger, counters, seen map[stri
 		v.at(p, "%s has no actions: add actions: [{type: deploy_node, count: 1}]", what)
 	}
 	for i, a := range t.Actions {
-		ap := fmt.Sprintf("%s.actions[%d]", p, i)
-		if a == nil {
-			v.at(ap, "empty action")
-			continue
-		}
-		a.Line = v.line(ap)
-		if a.notMapping {
-			v.errs = append(v.errs, itemError(ap, a.decodeErr))
-			continue
-		}
-		if a.decodeErr != nil {
-			v.decodeErrors(a.decodeErr)
-		}
-		if v.bad(ap + ".type") {
-			continue
-		}
-		cfg, err := action.Registry.Decode(a.Type, a.Params)
-		if err != nil {
-			v.plugin(ap+".type", err, pluginKeys)
-			continue
-		}
-		a.Config = cfg
+		v.action(fmt.Sprintf("%s.actions[%d]", p, i), a)
 	}
+}
+
+// action decodes and checks one action (of a trigger or a node's lifecycle).
+func (v *validator) action(ap string, a *Action) {
+	if a == nil {
+		v.at(ap, "empty action")
+		return
+	}
+	a.Line = v.line(ap)
+	if a.notMapping {
+		v.errs = append(v.errs, itemError(ap, a.decodeErr))
+		return
+	}
+	if a.decodeErr != nil {
+		v.decodeErrors(a.decodeErr)
+	}
+	if v.bad(ap + ".type") {
+		return
+	}
+	cfg, err := action.Registry.Decode(a.Type, a.Params)
+	if err != nil {
+		v.plugin(ap+".type", err, pluginKeys)
+		return
+	}
+	a.Config = cfg
 }
 
 func (v *validator) condition(p string, c Condition, counters map[string]bool) {

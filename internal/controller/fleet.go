@@ -444,7 +444,7 @@ func (c *Controller) launchNode(ctx context.Context, nodeID string, attempt int)
 	// Wait for the health check.
 	var lastErr error
 	for {
-		if lastErr = cl.health.check(ctx, backend(n)); lastErr == nil {
+		if lastErr = c.checkNode(ctx, cl, n); lastErr == nil {
 			break
 		}
 		if m, err := cl.prov.Get(ctx, n.MachineID); err != nil || m.State != provider.MachineRunning {
@@ -463,12 +463,22 @@ func (c *Controller) launchNode(ctx context.Context, nodeID string, attempt int)
 		case <-time.After(pollEvery):
 		}
 	}
+	// The on_launch steps (configure, deploy, …); lb_register among them
+	// registers the node where it is listed, else after the last.
+	if err := c.nodeSteps(ctx, cl, &n, KindLaunchNode, metaLaunchSteps,
+		fmt.Sprintf("launch steps of node %s (%s)", n.ID, n.Address), cl.cfg.OnLaunch); err != nil {
+		var se *stepError
+		if errors.As(err, &se) {
+			return c.failLaunchWith(ctx, cl, n, "launch "+se.Error(), se.output)
+		}
+		return fmt.Errorf("node %s: launch steps: %w", n.ID, err)
+	}
 	cl.health.remember(n.ID, c.clock.Now(), nil, 0)
 	// A node put in maintenance while it booted stays out of rotation.
 	if cur, err := c.st.NodeGet(ctx, n.ID); err == nil && cur.Maintenance {
 		n.Maintenance = true
 	}
-	if cl.bal != nil && !registered && !n.Maintenance {
+	if cl.bal != nil && !registered && !n.Maintenance && !hasLBStep(cl) {
 		if err := cl.bal.Register(ctx, backend(n)); err != nil {
 			return fmt.Errorf("node %s: registering in the load balancer: %w", n.ID, err)
 		}
@@ -531,6 +541,12 @@ func (c *Controller) failCreate(ctx context.Context, cl *cluster, n store.Node, 
 
 // failLaunch marks a node failed and terminates its machine.
 func (c *Controller) failLaunch(ctx context.Context, cl *cluster, n store.Node, reason string) error {
+	return c.failLaunchWith(ctx, cl, n, reason, "")
+}
+
+// failLaunchWith is failLaunch with the output of what failed, recorded in
+// the node_failed activity.
+func (c *Controller) failLaunchWith(ctx context.Context, cl *cluster, n store.Node, reason, output string) error {
 	c.launchFailed(cl)
 	if _, err := c.setState(ctx, n, store.NodeFailed, reason); err != nil {
 		if errors.Is(err, errSuperseded) {
@@ -539,7 +555,7 @@ func (c *Controller) failLaunch(ctx context.Context, cl *cluster, n store.Node, 
 		return err
 	}
 	c.activity(ctx, c.st, store.Activity{Cluster: n.Cluster, Node: n.ID, Kind: "node_failed",
-		Cause: fmt.Sprintf("node %s failed to start: %s", n.ID, reason), Status: store.ActivityFailed, Error: reason})
+		Cause: fmt.Sprintf("node %s failed to start: %s", n.ID, reason), Status: store.ActivityFailed, Error: reason, Output: output})
 	return c.enqueue(ctx, jobs.TerminateArgs{NodeID: n.ID})
 }
 
@@ -592,6 +608,19 @@ func (c *Controller) terminateNode(ctx context.Context, nodeID string, _ int) er
 	}
 	cl.health.forget(n.Address)
 	cl.health.forgetNode(n.ID)
+	if n.MachineID != "" && n.Address != "" {
+		// The on_terminate steps; one that fails is recorded, and the node
+		// goes anyway.
+		err := c.nodeSteps(ctx, cl, &n, KindTerminateNode, metaTerminateSteps,
+			fmt.Sprintf("termination steps of node %s (%s)", n.ID, n.Address), cl.cfg.OnTerminate)
+		var se *stepError
+		switch {
+		case errors.As(err, &se):
+			c.log.Warn("a termination step failed; removing the node anyway", "node", n.ID, "err", err)
+		case err != nil:
+			return fmt.Errorf("node %s: termination steps: %w", n.ID, err)
+		}
+	}
 	if n.MachineID != "" {
 		if err := cl.prov.Delete(ctx, n.MachineID); err != nil && !errors.Is(err, provider.ErrNotFound) {
 			return fmt.Errorf("node %s: deleting machine %s: %w", n.ID, n.MachineID, err)

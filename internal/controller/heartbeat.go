@@ -2,7 +2,9 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -16,11 +18,12 @@ const heartbeatEvery = time.Second
 
 // heartbeatLoop fails the in-service nodes whose agent has been silent for
 // longer than the cluster's heartbeat.timeout: they are replaced like any
-// other failed node.
+// other unhealthy node, within health_check.max_replacing.
 func (c *Controller) heartbeatLoop(ctx context.Context, cl *cluster) {
 	hb := cl.cfg.Heartbeat
 	t := time.NewTicker(min(heartbeatEvery, max(hb.Timeout.D()/4, 50*time.Millisecond)))
 	defer t.Stop()
+	paced := map[string]bool{} // nodes whose deferral is recorded
 	for {
 		select {
 		case <-ctx.Done():
@@ -31,11 +34,35 @@ func (c *Controller) heartbeatLoop(ctx context.Context, cl *cluster) {
 		if err != nil {
 			continue
 		}
+		var silent []unhealthyNode
 		for _, n := range nodes {
-			if reason := c.missedHeartbeats(cl, n); reason != "" && ctx.Err() == nil {
-				if err := c.nodeFailed(ctx, cl, n, reason); err != nil {
-					c.log.Error("failing a node that missed its heartbeats", "node", n.ID, "err", err)
+			if reason := c.missedHeartbeats(cl, n); reason != "" {
+				silent = append(silent, unhealthyNode{n: n, err: errors.New(reason)})
+			} else {
+				delete(paced, n.ID)
+			}
+		}
+		if len(silent) == 0 || ctx.Err() != nil {
+			continue
+		}
+		sort.Slice(silent, func(i, j int) bool { return silent[i].n.InServiceAt.Before(silent[j].n.InServiceAt) })
+		allowed, replacing, limit := c.healingRoom(ctx, cl, len(nodes))
+		for _, u := range silent {
+			if allowed == 0 {
+				if !paced[u.n.ID] {
+					paced[u.n.ID] = true
+					c.activity(ctx, c.st, store.Activity{Cluster: cl.cfg.Name, Node: u.n.ID, Kind: KindHealingPaced,
+						Cause: fmt.Sprintf("node %s %v, but stays in service for now: %d node(s) are being replaced, health_check.max_replacing allows %d (%s)",
+							u.n.ID, u.err, replacing, limit, cl.cfg.HealthCheck.MaxReplacing)})
 				}
+				continue
+			}
+			if allowed > 0 {
+				allowed--
+			}
+			delete(paced, u.n.ID)
+			if err := c.nodeFailed(ctx, cl, u.n, u.err.Error()); err != nil {
+				c.log.Error("failing a node that missed its heartbeats", "node", u.n.ID, "err", err)
 			}
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/goscaler/goscaler/internal/agent"
+	"github.com/goscaler/goscaler/internal/provider"
 	"github.com/goscaler/goscaler/internal/store"
 )
 
@@ -148,5 +149,59 @@ func TestAgentHeartbeatChecks(t *testing.T) {
 	}
 	if _, err := e.ctl.AgentHeartbeat(ctx, agent.Heartbeat{Node: "web-1", Counters: many}); err == nil {
 		t.Error("a heartbeat with too many counters was accepted")
+	}
+}
+
+// Nodes whose agents all fall silent are replaced within
+// health_check.max_replacing: one at a time here, the others recorded as
+// paced and left in service meanwhile.
+func TestHeartbeatLossIsPaced(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, `
+server:
+  tick: 50ms
+clusters:
+  - name: web
+    min: 3
+    max: 4
+    provider: {type: fake, instance: "{{I}}"}
+    health_check: {type: none, max_replacing: 1}
+    heartbeat: {timeout: 1s}
+`)
+	// Replacements boot slowly: the first one is still coming up when the
+	// others are found silent.
+	slow := make(chan struct{})
+	e.prov.OnCreate(func(s provider.NodeSpec) {
+		if s.NodeID > "web-3" {
+			<-slow
+		}
+	})
+	defer close(slow)
+	e.start()
+	in := e.waitInService("web", 3)
+	waitFor(t, 10*time.Second, "one silent node failed and the others paced", func() (bool, string) {
+		failed := e.kind("web", "node_failed")
+		paced := e.kind("web", KindHealingPaced)
+		return len(failed) == 1 && len(paced) == 2, fmt.Sprintf("%d failed, %d paced", len(failed), len(paced))
+	})
+	time.Sleep(1500 * time.Millisecond)
+	failed := e.kind("web", "node_failed")
+	if len(failed) != 1 {
+		t.Fatalf("node_failed %+v: want one node only while its replacement boots", failed)
+	}
+	oldest := in[0]
+	for _, n := range in {
+		if n.InServiceAt.Before(oldest.InServiceAt) {
+			oldest = n
+		}
+	}
+	if first := e.node(failed[0].Node); !first.InServiceAt.Equal(oldest.InServiceAt) {
+		t.Errorf("failed %s first (in service at %s), want a node longest in service (%s at %s)",
+			first.ID, first.InServiceAt, oldest.ID, oldest.InServiceAt)
+	}
+	for _, p := range e.kind("web", KindHealingPaced) {
+		if !strings.Contains(p.Cause, "missed its heartbeats") || !strings.Contains(p.Cause, "max_replacing allows 1") {
+			t.Errorf("paced cause %q", p.Cause)
+		}
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/goscaler/goscaler/internal/lb"
 	"github.com/goscaler/goscaler/internal/store"
 )
 
@@ -72,7 +71,7 @@ func (c *Controller) SetMaintenance(ctx context.Context, clusterName, nodeID str
 		}
 		return done
 	}
-	b := lb.Backend{NodeID: n.ID, Address: n.Address}
+	b := backend(n)
 	switch {
 	case cl.bal == nil || n.State != store.NodeInService:
 		return n, finish(ctx, "the node is not in a load balancer: nothing to do there", nil), nil

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -252,7 +253,8 @@ func (c *Controller) nodeFailed(ctx context.Context, cl *cluster, n store.Node, 
 }
 
 // healthLoop checks in-service nodes every interval and fails those that
-// failed UnhealthyThreshold checks in a row (after their grace period).
+// failed UnhealthyThreshold checks in a row (after their grace period), at
+// most health_check.max_replacing at a time.
 func (c *Controller) healthLoop(ctx context.Context, cl *cluster) {
 	hc := cl.cfg.HealthCheck
 	if hc.Type == "none" {
@@ -260,6 +262,7 @@ func (c *Controller) healthLoop(ctx context.Context, cl *cluster) {
 	}
 	t := time.NewTicker(hc.Interval.D())
 	defer t.Stop()
+	paced := map[string]bool{} // nodes whose deferral is recorded
 	for {
 		select {
 		case <-ctx.Done():
@@ -270,13 +273,15 @@ func (c *Controller) healthLoop(ctx context.Context, cl *cluster) {
 		if err != nil {
 			continue
 		}
+		var mu sync.Mutex
+		var unhealthy []unhealthyNode
 		var wg sync.WaitGroup
 		for _, n := range nodes {
 			if n.Maintenance || c.clock.Now().Sub(n.InServiceAt) < hc.GracePeriod.D() {
 				continue
 			}
 			wg.Go(func() {
-				err := cl.health.check(ctx, backend(n))
+				err := c.checkNode(ctx, cl, n)
 				if ctx.Err() != nil {
 					return
 				}
@@ -289,15 +294,42 @@ func (c *Controller) healthLoop(ctx context.Context, cl *cluster) {
 				fails := cl.health.record(n.Address, err)
 				cl.health.remember(n.ID, c.clock.Now(), err, fails)
 				if fails >= hc.UnhealthyThreshold {
-					cl.health.forget(n.Address)
-					reason := fmt.Sprintf("health check failed %d times in a row: %v", fails, err)
-					if err := c.nodeFailed(ctx, cl, n, reason); err != nil {
-						c.log.Error("failing unhealthy node", "node", n.ID, "err", err)
-					}
+					mu.Lock()
+					unhealthy = append(unhealthy, unhealthyNode{n, fails, err})
+					mu.Unlock()
+				} else if err == nil {
+					mu.Lock()
+					delete(paced, n.ID)
+					mu.Unlock()
 				}
 			})
 		}
 		wg.Wait()
+		if len(unhealthy) == 0 || ctx.Err() != nil {
+			continue
+		}
+		sort.Slice(unhealthy, func(i, j int) bool { return unhealthy[i].n.InServiceAt.Before(unhealthy[j].n.InServiceAt) })
+		allowed, replacing, limit := c.healingRoom(ctx, cl, len(nodes))
+		for _, u := range unhealthy {
+			if allowed == 0 {
+				if !paced[u.n.ID] {
+					paced[u.n.ID] = true
+					c.activity(ctx, c.st, store.Activity{Cluster: cl.cfg.Name, Node: u.n.ID, Kind: KindHealingPaced,
+						Cause: fmt.Sprintf("node %s is unhealthy (%v) but stays in service for now: %d node(s) are being replaced, health_check.max_replacing allows %d (%s)",
+							u.n.ID, u.err, replacing, limit, hc.MaxReplacing)})
+				}
+				continue
+			}
+			if allowed > 0 {
+				allowed--
+			}
+			delete(paced, u.n.ID)
+			cl.health.forget(u.n.Address)
+			reason := fmt.Sprintf("health check failed %d times in a row: %v", u.fails, u.err)
+			if err := c.nodeFailed(ctx, cl, u.n, reason); err != nil {
+				c.log.Error("failing unhealthy node", "node", u.n.ID, "err", err)
+			}
+		}
 	}
 }
 
@@ -311,6 +343,30 @@ func (c *Controller) settle() time.Duration {
 		}
 	}
 	return d
+}
+
+type unhealthyNode struct {
+	n     store.Node
+	fails int
+	err   error
+}
+
+// healingRoom returns how many more unhealthy nodes may be replaced now
+// (-1: no bound), how many are being replaced, and the bound: the nodes
+// missing from service (failed and not yet replaced, or their replacement
+// not yet in service) count against health_check.max_replacing.
+func (c *Controller) healingRoom(ctx context.Context, cl *cluster, inService int) (allowed, replacing, limit int) {
+	pace := cl.cfg.HealthCheck.MaxReplacing
+	if pace.N == 0 {
+		return -1, 0, 0
+	}
+	rec, err := c.st.ClusterGet(ctx, cl.cfg.Name)
+	if err != nil {
+		return -1, 0, 0
+	}
+	replacing = max(0, rec.Target()-inService)
+	limit = pace.Of(rec.Target())
+	return max(0, limit-replacing), replacing, limit
 }
 
 // housekeeping rolls up and prunes counter samples and, every resumeEvery, enqueues again the

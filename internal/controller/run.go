@@ -174,26 +174,40 @@ func (c *Controller) runStep(ctx context.Context, a store.Activity, attempt int,
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", action.ErrPermanent, err)
 	}
-	act, err := cfg.New(action.Env{Cluster: a.Cluster, DataDir: c.opts.DataDir, Logger: c.log})
+	act, err := cfg.New(c.actionEnv(a.Cluster))
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", action.ErrPermanent, err)
 	}
+	return act.Run(ctx, action.Run{Activity: a, Cluster: a.Cluster, Trigger: a.Trigger, Attempt: attempt,
+		Vars: c.actionVars(a, nil), Fleet: c.fleet(), Interrupted: interrupted, Steps: c.earlierSteps(ctx, a)})
+}
+
+// actionVars are the variables of an action step: the run's, the counters'
+// latest values, the cluster's vars and, for a node step, the node's.
+func (c *Controller) actionVars(a store.Activity, n *store.Node) map[string]string {
 	vars := map[string]string{"Cluster": a.Cluster, "Trigger": a.Trigger, "Cause": a.Cause,
 		"Activity": strconv.FormatInt(a.ID, 10)}
-	if cl, ok := c.clusters[a.Cluster]; ok {
-		cl.latestMu.RLock()
-		for name, r := range cl.latest {
-			if r.Aggregate.OK() {
-				vars["Counter_"+name] = strconv.FormatFloat(r.Aggregate.Value, 'g', 6, 64)
-			}
-		}
-		cl.latestMu.RUnlock()
-		for k, v := range cl.cfg.Vars {
-			vars[k] = v
+	cl, ok := c.clusters[a.Cluster]
+	if !ok {
+		return vars
+	}
+	cl.latestMu.RLock()
+	for name, r := range cl.latest {
+		if r.Aggregate.OK() {
+			vars["Counter_"+name] = strconv.FormatFloat(r.Aggregate.Value, 'g', 6, 64)
 		}
 	}
-	return act.Run(ctx, action.Run{Activity: a, Cluster: a.Cluster, Trigger: a.Trigger, Attempt: attempt,
-		Vars: vars, Fleet: c.fleet(), Interrupted: interrupted})
+	cl.latestMu.RUnlock()
+	if n != nil {
+		for k, v := range nodeVars(cl, *n) {
+			vars[k] = v
+		}
+		return vars
+	}
+	for k, v := range cl.cfg.Vars {
+		vars[k] = v
+	}
+	return vars
 }
 
 // enqueueNext enqueues the step after a, if any.

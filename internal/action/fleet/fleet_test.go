@@ -122,6 +122,11 @@ func (f *recordingFleet) RemoveNodes(_ context.Context, cluster string, a store.
 	return "removed", nil
 }
 
+func (f *recordingFleet) Nodes(context.Context, string) ([]store.Node, error) {
+	f.calls = append(f.calls, "nodes")
+	return nil, nil
+}
+
 func TestRunGoesThroughFleet(t *testing.T) {
 	t.Parallel()
 	f := &recordingFleet{}

@@ -230,14 +230,6 @@ func (in *Instance) workerPID() string {
 	return ""
 }
 
-// waitReady waits until a worker other than old answers on the socket.
-func (in *Instance) waitReady(old string, timeout time.Duration) {
-	in.t.Helper()
-	if !in.poll(old, timeout) {
-		in.t.Fatalf("haproxy did not answer on %s within %s (or exited):\n%s", in.Socket, timeout, in.Log())
-	}
-}
-
 // poll reports whether a worker other than old answers within timeout.
 func (in *Instance) poll(old string, timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
