@@ -146,7 +146,7 @@ func TestBadFiles(t *testing.T) {
 			`unknown_types.bad.yaml:7: unknown load balancer type "nginx"; known types: builtin, elb, elbv2, haproxy, octavia`,
 			`unknown_types.bad.yaml:8: health_check.type "grpc" is not one of http, tcp, command, load_balancer, none`,
 			`unknown_types.bad.yaml:10: unknown counter type "snmp"; known types: exec, http`,
-			`unknown_types.bad.yaml:17: unknown action type "page_someone"; known types: deploy_node, local_script, remove_node`,
+			`unknown_types.bad.yaml:17: unknown action type "page_someone"; known types: deploy_node, distributed_script, email, local_script, os_configuration, remove_node, webhook`,
 		}},
 		{"listen_clash.bad.yaml", []string{
 			`listen_clash.bad.yaml:9: load balancer address 127.0.0.1:18080 is already used by cluster "web"`,
@@ -270,7 +270,7 @@ func TestBadFiles(t *testing.T) {
 			`many_problems.bad.yaml:22: unknown counter "lode": define it under counters: (known: load)`,
 			`many_problems.bad.yaml:24: condition on "lode" sets both above: and below:`,
 			`many_problems.bad.yaml:25: for: "1 minute" is not a duration`,
-			`many_problems.bad.yaml:27: unknown action type "launch_node"; known types: deploy_node, local_script, remove_node`,
+			`many_problems.bad.yaml:27: unknown action type "launch_node"; known types: deploy_node, distributed_script, email, local_script, os_configuration, remove_node, webhook`,
 		}},
 	}
 
