@@ -20,8 +20,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/goscaler/goscaler/internal/agent"
 	"github.com/goscaler/goscaler/internal/config"
 	"github.com/goscaler/goscaler/internal/controller"
+	"github.com/goscaler/goscaler/internal/perfdata"
 	"github.com/goscaler/goscaler/internal/store"
 )
 
@@ -31,9 +33,12 @@ type Options struct {
 	Controller *controller.Controller
 	// Tokens, when not empty, are required as bearer tokens on /api/; a
 	// viewer's token may only read (GET), an operator's may also act (POST).
-	Tokens   []config.APIToken
-	Registry *prometheus.Registry
-	Logger   *slog.Logger
+	Tokens []config.APIToken
+	// AgentTokens are accepted, besides operators' Tokens, on the agent
+	// endpoint only (POST /api/v1/agent/heartbeat).
+	AgentTokens []string
+	Registry    *prometheus.Registry
+	Logger      *slog.Logger
 }
 
 // Error is the body of every error response.
@@ -99,6 +104,8 @@ func New(opts Options) http.Handler {
 	for _, rt := range routes {
 		mux.Handle(rt.pattern, a.auth(a.wrap(rt.h)))
 	}
+	// Agents may use an agent token, which opens nothing else.
+	mux.Handle("POST "+agent.HeartbeatPath, a.agentAuth(a.wrap(a.agentHeartbeat)))
 	mux.Handle("/api/", a.auth(a.wrap(func(r *http.Request) (any, int, error) {
 		return nil, 0, &apiError{status: http.StatusNotFound, code: "not_found",
 			err: fmt.Errorf("no API route %s %s; see the README's API reference", r.Method, r.URL.Path)}
@@ -140,6 +147,35 @@ func (a *api) auth(next http.Handler) http.Handler {
 	})
 }
 
+// agentAuth guards the agent endpoint: an agent token or an operator's API
+// token, when there are tokens of either kind.
+func (a *api) agentAuth(next http.Handler) http.Handler {
+	if len(a.opts.Tokens) == 0 && len(a.opts.AgentTokens) == 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		allowed := false
+		if ok && strings.EqualFold(scheme, "Bearer") && got != "" {
+			for _, t := range a.opts.AgentTokens {
+				if subtle.ConstantTimeCompare([]byte(got), []byte(t)) == 1 {
+					allowed = true
+				}
+			}
+			if role, known := TokenRole(a.opts.Tokens, got); known && role.CanAct() {
+				allowed = true
+			}
+		}
+		if !allowed {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="goscaler"`)
+			_ = writeJSON(w, http.StatusUnauthorized, map[string]Error{"error": {Code: "unauthorized",
+				Message: "the agent endpoint needs a valid token: send Authorization: Bearer TOKEN, one of the server's agent_tokens (goscaler agent --token, or GOSCALER_AGENT_TOKEN)"}})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // TokenRole returns the role of token among tokens, comparing in constant
 // time; ok is false if the token is not one of them.
 func TokenRole(tokens []config.APIToken, token string) (role config.Role, ok bool) {
@@ -162,6 +198,10 @@ func (a *api) wrap(h handler) http.Handler {
 				ae = &apiError{status: http.StatusNotFound, code: "not_found", err: err}
 			case errors.Is(err, controller.ErrInvalid):
 				ae = &apiError{status: http.StatusUnprocessableEntity, code: "invalid", err: err}
+			case errors.Is(err, controller.ErrGone):
+				ae = &apiError{status: http.StatusConflict, code: "gone", err: err}
+			case errors.Is(err, perfdata.ErrBadQuery):
+				ae = &apiError{status: http.StatusBadRequest, code: "bad_request", err: err}
 			case errors.Is(err, context.Canceled):
 				ae = &apiError{status: 499, code: "canceled", err: err}
 			default:
@@ -186,7 +226,13 @@ func (a *api) wrap(h handler) http.Handler {
 // that a value JSON cannot hold (NaN) leaves the response unwritten and the
 // error can still be reported.
 func writeJSON(w http.ResponseWriter, status int, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
+	var b []byte
+	var err error
+	if _, ok := v.(compact); ok {
+		b, err = json.Marshal(v)
+	} else {
+		b, err = json.MarshalIndent(v, "", "  ")
+	}
 	if err != nil {
 		return err
 	}
@@ -195,6 +241,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	_, _ = w.Write(append(b, '\n'))
 	return nil
 }
+
+// compact is implemented by answers written as compact JSON (graphs: one
+// point per line would triple their size).
+type compact interface{ compactJSON() }
 
 func (a *api) clusterConfig(name string) (*config.Cluster, error) { return a.data.ClusterConfig(name) }
 
@@ -233,6 +283,26 @@ func (a *api) getNode(r *http.Request) (any, int, error) {
 	return d, 0, err
 }
 
+// HeartbeatAnswer is the answer to an agent's heartbeat.
+type HeartbeatAnswer struct {
+	Node       string    `json:"node"`
+	Cluster    string    `json:"cluster"`
+	ReceivedAt time.Time `json:"received_at"`
+	Counters   int       `json:"counters"`
+}
+
+func (a *api) agentHeartbeat(r *http.Request) (any, int, error) {
+	var hb agent.Heartbeat
+	if err := decode(r, &hb); err != nil {
+		return nil, 0, err
+	}
+	rep, err := a.ctl.AgentHeartbeat(r.Context(), hb)
+	if err != nil {
+		return nil, 0, err
+	}
+	return HeartbeatAnswer{Node: rep.Node, Cluster: rep.Cluster, ReceivedAt: rep.ReceivedAt, Counters: len(rep.Counters)}, 0, nil
+}
+
 func (a *api) listCounters(r *http.Request) (any, int, error) {
 	cc, err := a.clusterConfig(r.PathValue("name"))
 	if err != nil {
@@ -247,6 +317,63 @@ func (a *api) listCounters(r *http.Request) (any, int, error) {
 	return out, 0, nil
 }
 
+// CounterGraph is a counter's history as series for graphs: one point per
+// step (the average of the step's readings), per node and for the aggregate.
+// A step without a reading is null, never 0.
+type CounterGraph struct {
+	Cluster string `json:"cluster"`
+	Counter string `json:"counter"`
+	Type    string `json:"type"`
+	Scope   string `json:"scope"`
+	// Aggregation is how node readings combine: avg, min, max or sum.
+	Aggregation string `json:"aggregation"`
+	Interval    string `json:"interval"`
+	// Step is the width of a point (raised to the resolution the range
+	// needs); StepMS the same in milliseconds.
+	Step   string    `json:"step"`
+	StepMS int64     `json:"step_ms"`
+	Since  time.Time `json:"since"`
+	Until  time.Time `json:"until"`
+	// Resolutions name what answered, oldest first: rollup steps, "raw" or
+	// "memory".
+	Resolutions []string `json:"resolutions"`
+	// Aggregate and each of Nodes are [unix ms, value or null] pairs.
+	Aggregate []perfdata.Point            `json:"aggregate"`
+	Nodes     map[string][]perfdata.Point `json:"nodes"`
+	// Errors are the newest failed readings of the range.
+	Errors []perfdata.Error `json:"errors"`
+}
+
+func (CounterGraph) compactJSON() {}
+
+func (a *api) counterGraph(r *http.Request, cc *config.Cluster, k *config.Counter) (any, int, error) {
+	qs := r.URL.Query()
+	q := perfdata.Query{Nodes: qs["node"], AggregateOnly: qs.Get("aggregate") == "true"}
+	for key, dst := range map[string]*time.Time{"since": &q.Since, "until": &q.Until} {
+		if s := qs.Get(key); s != "" {
+			t, err := parseTime(key, s)
+			if err != nil {
+				return nil, 0, err
+			}
+			*dst = t
+		}
+	}
+	if s := qs.Get("step"); s != "auto" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			return nil, 0, badRequest("step %q is not a positive duration such as 10s or 5m (or auto)", s)
+		}
+		q.Step = d
+	}
+	res, err := a.ctl.CounterGraph(r.Context(), cc.Name, k.Name, q)
+	if err != nil {
+		return nil, 0, err
+	}
+	return CounterGraph{Cluster: cc.Name, Counter: k.Name, Type: k.Type, Scope: string(k.Scope), Aggregation: k.Aggregate,
+		Interval: k.Interval.String(), Step: res.Step.String(), StepMS: res.Step.Milliseconds(), Since: res.Since, Until: res.Until,
+		Resolutions: res.Resolutions, Aggregate: res.Aggregate, Nodes: res.Nodes, Errors: res.Errors}, 0, nil
+}
+
 func (a *api) getCounter(r *http.Request) (any, int, error) {
 	cc, err := a.clusterConfig(r.PathValue("name"))
 	if err != nil {
@@ -257,6 +384,9 @@ func (a *api) getCounter(r *http.Request) (any, int, error) {
 		return nil, 0, fmt.Errorf("cluster %q has no counter %q: %w", cc.Name, r.PathValue("counter"), store.ErrNotFound)
 	}
 	q := r.URL.Query()
+	if q.Has("step") {
+		return a.counterGraph(r, cc, k)
+	}
 	f := store.SampleFilter{Cluster: cc.Name, Counter: k.Name, Limit: 500, AggregateOnly: q.Get("aggregate") == "true"}
 	if s := q.Get("since"); s != "" {
 		since, err := parseSince(s)
@@ -277,13 +407,20 @@ func (a *api) getCounter(r *http.Request) (any, int, error) {
 }
 
 // parseSince accepts RFC 3339 or a duration back from now ("10m").
-func parseSince(s string) (time.Time, error) {
+func parseSince(s string) (time.Time, error) { return parseTime("since", s) }
+
+// parseTime reads the time parameter key: RFC 3339, unix milliseconds, or a
+// duration back from now ("10m").
+func parseTime(key, s string) (time.Time, error) {
 	if d, err := time.ParseDuration(s); err == nil {
 		return time.Now().Add(-d), nil
 	}
+	if ms, err := strconv.ParseInt(s, 10, 64); err == nil && ms > 0 {
+		return time.UnixMilli(ms).UTC(), nil
+	}
 	t, err := time.Parse(time.RFC3339, s)
 	if err != nil {
-		return time.Time{}, badRequest("since %q is neither an RFC 3339 time nor a duration such as 10m", s)
+		return time.Time{}, badRequest("%s %q is neither an RFC 3339 time nor a duration such as 10m (nor unix milliseconds)", key, s)
 	}
 	return t, nil
 }

@@ -85,8 +85,14 @@ func newEnv(t *testing.T, tokens ...string) *env {
 // newEnvTokens builds an API with tokens of any role.
 func newEnvTokens(t *testing.T, tokens []config.APIToken) *env {
 	t.Helper()
+	return newEnvWith(t, testConfig, tokens, nil)
+}
+
+// newEnvWith is newEnv on another configuration, with agent tokens.
+func newEnvWith(t *testing.T, cfgYAML string, tokens []config.APIToken, agentTokens []string) *env {
+	t.Helper()
 	ctx := t.Context()
-	cfg, err := config.Parse("api.yaml", []byte(testConfig))
+	cfg, err := config.Parse("api.yaml", []byte(cfgYAML))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +117,8 @@ func newEnvTokens(t *testing.T, tokens []config.APIToken) *env {
 	}
 	ctl.SetQueue(q)
 	return &env{t: t, st: st, ctl: ctl, base: time.Now().Add(-10 * time.Minute).Truncate(time.Millisecond),
-		handler: api.New(api.Options{Store: st, Controller: ctl, Tokens: tokens, Registry: metrics.Registry, Logger: discard})}
+		handler: api.New(api.Options{Store: st, Controller: ctl, Tokens: tokens, AgentTokens: agentTokens,
+			Registry: metrics.Registry, Logger: discard})}
 }
 
 func randomID(t *testing.T) string {
@@ -414,7 +421,9 @@ type activityDetail struct {
 
 type nodeDetail struct {
 	store.Node
-	Events []store.NodeEvent `json:"events"`
+	Events   []store.NodeEvent        `json:"events"`
+	Counters []controller.NodeReading `json:"counters"`
+	Agent    *api.AgentView           `json:"agent"`
 }
 
 func compact(t *testing.T, raw json.RawMessage) string {

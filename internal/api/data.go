@@ -1,6 +1,8 @@
 package api
 
 import (
+	"time"
+
 	"cmp"
 	"context"
 	"fmt"
@@ -44,6 +46,17 @@ type ClusterDetail struct {
 type NodeDetail struct {
 	store.Node
 	Events []store.NodeEvent `json:"events"`
+	// Counters are the latest reading of each node-scoped counter: a value,
+	// or the error that says why there is none.
+	Counters []controller.NodeReading `json:"counters"`
+	// Agent is the node agent's last heartbeat, if it ever sent one.
+	Agent *AgentView `json:"agent,omitempty"`
+}
+
+// AgentView is the last heartbeat of a node's agent.
+type AgentView struct {
+	LastHeartbeat time.Time                     `json:"last_heartbeat"`
+	Counters      map[string]store.AgentReading `json:"counters"`
 }
 
 // CounterSeries is a counter's recent samples.
@@ -195,10 +208,22 @@ func (d Data) Node(ctx context.Context, clusterName, nodeID string) (NodeDetail,
 		return NodeDetail{}, fmt.Errorf("node %q of cluster %q: %w", n.ID, clusterName, store.ErrNotFound)
 	}
 	ev, err := d.Store.NodeEvents(ctx, n.ID)
+	if err != nil {
+		return NodeDetail{}, err
+	}
 	if ev == nil {
 		ev = []store.NodeEvent{}
 	}
-	return NodeDetail{Node: n, Events: ev}, err
+	out := NodeDetail{Node: n, Events: ev, Counters: []controller.NodeReading{}}
+	if _, err := d.ClusterConfig(n.Cluster); err == nil {
+		if out.Counters, err = d.Controller.NodeReadings(ctx, n); err != nil {
+			return NodeDetail{}, err
+		}
+	}
+	if rep, ok := d.Controller.AgentReport(n.ID); ok {
+		out.Agent = &AgentView{LastHeartbeat: rep.ReceivedAt, Counters: rep.Counters}
+	}
+	return out, nil
 }
 
 // Series returns a counter's samples selected by f (its Cluster and Counter

@@ -11,6 +11,7 @@ import (
 	_ "github.com/goscaler/goscaler/internal/action/script"
 	_ "github.com/goscaler/goscaler/internal/action/webhook"
 	// Counter sources.
+	_ "github.com/goscaler/goscaler/internal/counter/agentcounter"
 	_ "github.com/goscaler/goscaler/internal/counter/exec"
 	_ "github.com/goscaler/goscaler/internal/counter/httpcounter"
 	_ "github.com/goscaler/goscaler/internal/counter/jmx"

@@ -13,9 +13,11 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/goscaler/goscaler/internal/agent"
 	// Every built-in plugin.
 	_ "github.com/goscaler/goscaler/internal/builtins"
 	"github.com/goscaler/goscaler/internal/config"
@@ -79,7 +81,7 @@ Start with:  goscaler demo`,
 	pf.StringVar(&g.server, "server", envOr("GOSCALER_SERVER", "http://127.0.0.1:8080"), "API address of the goscaler server (env GOSCALER_SERVER)")
 	pf.StringVar(&g.token, "token", os.Getenv("GOSCALER_TOKEN"), "API token (env GOSCALER_TOKEN)")
 	pf.StringVarP(&g.output, "output", "o", "table", "output format: table or json")
-	root.AddCommand(serverCmd(g), demoCmd(g), demoNodeCmd(), checkCmd(g),
+	root.AddCommand(serverCmd(g), agentCmd(g), demoCmd(g), demoNodeCmd(), checkCmd(g),
 		clusterCmd(g), nodeCmd(g), triggerCmd(g), activityCmd(g))
 	addPolicyCommands(root, g)
 	return root
@@ -136,6 +138,60 @@ func serverCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&file, "config", "c", "goscaler.yaml", "configuration file")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "record decisions as activities but create and delete nothing")
+	return cmd
+}
+
+func agentCmd(g *globals) *cobra.Command {
+	var o agent.Options
+	var counters []string
+	var verbose bool
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run on a node: send heartbeats and locally measured counters to the server",
+		Long: `agent runs on a node. Every interval it runs each --counter command (its
+output must be a number) and sends the values with a heartbeat to the goscaler
+server (POST /api/v1/agent/heartbeat). A cluster with heartbeat.timeout replaces
+a node whose agent stops reporting; counters of type agent read the values.
+
+The node and cluster default to GOSCALER_NODE and GOSCALER_CLUSTER, which the
+process provider sets in every node's environment. The token is --token, or
+GOSCALER_TOKEN, or GOSCALER_AGENT_TOKEN: one of the server's agent_tokens (which
+open nothing but this endpoint) or api_tokens. The agent keeps retrying while the
+server cannot be reached; SIGINT or SIGTERM stops it.`,
+		Example: `  goscaler agent --server http://10.0.0.1:8080 --counter 'load=cut -d" " -f1 /proc/loadavg'
+  GOSCALER_AGENT_TOKEN=... goscaler agent --node web-3 --interval 2s --counter 'queue=redis-cli llen jobs'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			for _, c := range counters {
+				k, err := agent.ParseCounter(c)
+				if err != nil {
+					return exitError{code: 2, err: err}
+				}
+				o.Counters = append(o.Counters, k)
+			}
+			o.Server, o.Token = g.server, g.token
+			if o.Token == "" {
+				o.Token = os.Getenv("GOSCALER_AGENT_TOKEN")
+			}
+			level := slog.LevelInfo
+			if verbose {
+				level = slog.LevelDebug
+			}
+			o.Logger = newLogger(g.errOut, level)
+			ctx, stop := signalContext(cmd.Context())
+			defer stop()
+			if err := agent.Run(ctx, o); err != nil {
+				return exitError{code: 2, err: err}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Node, "node", os.Getenv("GOSCALER_NODE"), "this node's ID (env GOSCALER_NODE)")
+	f.StringVar(&o.Cluster, "cluster", os.Getenv("GOSCALER_CLUSTER"), "this node's cluster (env GOSCALER_CLUSTER; checked by the server when set)")
+	f.DurationVar(&o.Interval, "interval", 5*time.Second, "how often to measure and report")
+	f.StringArrayVar(&counters, "counter", nil, "a counter as name=shell-command (repeatable)")
+	f.BoolVarP(&verbose, "verbose", "v", false, "log more")
 	return cmd
 }
 

@@ -160,7 +160,7 @@ func clusterCmd(g *globals) *cobra.Command {
 					if r.Aggregate.OK() && !r.Aggregate.At.IsZero() {
 						val = strconv.FormatFloat(r.Aggregate.Value, 'f', 2, 64)
 					}
-					fmt.Fprintf(w, "%s\t%s\t%d/%d\t%s\n", name, val, r.Aggregate.Reporting, len(r.Nodes), r.Aggregate.Err)
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", name, val, reporting(r.Aggregate), r.Aggregate.Err)
 				}
 				fmt.Fprintln(w, "\nTRIGGER\tCONDITION\tFOR\tPAST SINCE\tFIRINGS\tCOOLDOWN UNTIL")
 				for _, t := range d.TriggerState {
@@ -448,8 +448,21 @@ func nodeCmd(g *globals) *cobra.Command {
 				return err
 			}
 			return g.show(n, func(w *tabwriter.Writer) {
-				fmt.Fprintf(w, "Node:\t%s\nCluster:\t%s\nState:\t%s\nAddress:\t%s\nMachine:\t%s\nReason:\t%s\n\n", n.ID, n.Cluster, state(n.Node), dash(n.Address), dash(n.MachineID), n.Reason)
-				fmt.Fprintln(w, "WHEN\tFROM\tTO\tREASON")
+				fmt.Fprintf(w, "Node:\t%s\nCluster:\t%s\nState:\t%s\nAddress:\t%s\nMachine:\t%s\nReason:\t%s\n", n.ID, n.Cluster, state(n.Node), dash(n.Address), dash(n.MachineID), n.Reason)
+				if n.Agent != nil {
+					fmt.Fprintf(w, "Agent:\tlast heartbeat %s ago (%s), %d counter(s)\n", ago(n.Agent.LastHeartbeat), clock(n.Agent.LastHeartbeat), len(n.Agent.Counters))
+				}
+				if len(n.Counters) > 0 {
+					fmt.Fprintln(w, "\nCOUNTER\tVALUE\tREAD\tERROR")
+					for _, r := range n.Counters {
+						val := "-"
+						if r.Sample.OK() {
+							val = strconv.FormatFloat(r.Sample.Value, 'f', -1, 64)
+						}
+						fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", r.Counter, val, clock(r.Sample.At), r.Sample.Err)
+					}
+				}
+				fmt.Fprintln(w, "\nWHEN\tFROM\tTO\tREASON")
 				for _, e := range n.Events {
 					fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", e.At.Local().Format("15:04:05"), dash(string(e.From)), e.To, e.Reason)
 				}
@@ -589,6 +602,14 @@ func activityRow(w io.Writer, a store.Activity) {
 		cause += " — error: " + a.Error
 	}
 	fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.Cluster, a.Kind, a.Status, clock(a.StartedAt), took, cause)
+}
+
+// reporting says how many nodes an aggregate heard from: "3/4".
+func reporting(s store.Sample) string {
+	if s.At.IsZero() {
+		return "-"
+	}
+	return fmt.Sprintf("%d/%d", s.Reporting, s.Expected)
 }
 
 func state(n store.Node) string {

@@ -69,10 +69,19 @@ type Server struct {
 	// (an operator) or {token: ..., role: viewer|operator}.
 	// GOSCALER_API_TOKENS (comma separated) adds operator tokens.
 	APITokens []APIToken `yaml:"api_tokens"`
+	// AgentTokens are bearer tokens that node agents send; they are accepted
+	// on the agent endpoints only (POST /api/v1/agent/heartbeat), as are the
+	// APITokens. GOSCALER_AGENT_TOKENS (comma separated) adds to them.
+	AgentTokens []string `yaml:"agent_tokens"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
-	// SampleRetention is how long counter samples are kept.
+	// SampleRetention is the former name of Retention.Raw.
 	SampleRetention plugin.Duration `yaml:"sample_retention"`
+	// Retention says how long performance data is kept, and at which resolution.
+	Retention Retention `yaml:"retention"`
+	// CollectConcurrency bounds how many counter readings run at once, over
+	// every counter of every cluster.
+	CollectConcurrency int `yaml:"collect_concurrency"`
 	// Tick is how often the controller reconciles clusters.
 	Tick plugin.Duration `yaml:"tick"`
 	// ReconcileInterval is how often the controller compares every
@@ -86,6 +95,45 @@ type Server struct {
 
 	// envTokens counts the APITokens that came from GOSCALER_API_TOKENS (the last ones).
 	envTokens int
+	// envAgentTokens counts the AgentTokens from GOSCALER_AGENT_TOKENS.
+	envAgentTokens int
+}
+
+// Retention is how long performance data is kept: every sample as read for
+// Raw, then coarser and coarser rollups (average, minimum and maximum of
+// each bucket of Step) for longer.
+type Retention struct {
+	// Raw is how long every sample is kept as it was read.
+	Raw plugin.Duration `yaml:"raw"`
+	// Memory is the recent window of each series kept in memory as well, which
+	// serves recent graphs without reading the database.
+	Memory plugin.Duration `yaml:"memory"`
+	// Rollups are the coarser resolutions, finest first: each Step is a
+	// multiple of the previous one and each Keep longer.
+	Rollups []RollupTier `yaml:"rollups"`
+}
+
+// RollupTier is one resolution of older history.
+type RollupTier struct {
+	Step plugin.Duration `yaml:"step"`
+	Keep plugin.Duration `yaml:"keep"`
+}
+
+// Retention defaults.
+const (
+	DefaultRawRetention    = 3600 * 1e9
+	DefaultMemoryRetention = 600 * 1e9
+	// DefaultCollectConcurrency is the default of server.collect_concurrency.
+	DefaultCollectConcurrency = 256
+)
+
+// DefaultRollups are the rollups of a configuration that sets none: 1-minute
+// buckets for a day, 10-minute buckets for 30 days.
+func DefaultRollups() []RollupTier {
+	return []RollupTier{
+		{Step: plugin.Duration(60 * 1e9), Keep: plugin.Duration(24 * 3600 * 1e9)},
+		{Step: plugin.Duration(600 * 1e9), Keep: plugin.Duration(30 * 24 * 3600 * 1e9)},
+	}
 }
 
 // Role is what a token may do: viewers read, operators also act.
@@ -156,6 +204,9 @@ type Cluster struct {
 	HealthCheck  HealthCheck       `yaml:"health_check"`
 	// BootTimeout bounds how long a new node may take to pass its health check.
 	BootTimeout plugin.Duration `yaml:"boot_timeout"`
+	// Heartbeat, when its Timeout is set, requires each in-service node's
+	// agent (goscaler agent) to send heartbeats.
+	Heartbeat Heartbeat `yaml:"heartbeat"`
 	// OnLaunch are the steps run in order for every new node once it
 	// answers its health check and before it is in service (any action,
 	// plus lb_register: the point where it joins the load balancer, by
@@ -249,6 +300,16 @@ type HealthCheck struct {
 	// unhealthy, and so replaced.
 	UnhealthyThreshold int `yaml:"unhealthy_threshold"`
 	// GracePeriod after a node is in service during which failures do not count.
+	GracePeriod plugin.Duration `yaml:"grace_period"`
+}
+
+// Heartbeat says how long a node's agent may stay silent.
+type Heartbeat struct {
+	// Timeout, when not zero, fails an in-service node (which is then
+	// replaced) whose agent sent no heartbeat for this long.
+	Timeout plugin.Duration `yaml:"timeout"`
+	// GracePeriod is added to Timeout for the first heartbeat after a node
+	// goes in service (its agent may start later than its service).
 	GracePeriod plugin.Duration `yaml:"grace_period"`
 }
 
@@ -614,8 +675,21 @@ func (c *Config) applyDefaults() {
 	if s.LogLevel == "" {
 		s.LogLevel = "info"
 	}
-	if s.SampleRetention == 0 {
-		s.SampleRetention = plugin.Duration(6 * 3600 * 1e9)
+	r := &s.Retention
+	if r.Raw == 0 {
+		r.Raw = s.SampleRetention
+		if r.Raw == 0 {
+			r.Raw = plugin.Duration(DefaultRawRetention)
+		}
+	}
+	if r.Memory == 0 {
+		r.Memory = min(plugin.Duration(DefaultMemoryRetention), r.Raw)
+	}
+	if r.Rollups == nil {
+		r.Rollups = DefaultRollups()
+	}
+	if s.CollectConcurrency == 0 {
+		s.CollectConcurrency = DefaultCollectConcurrency
 	}
 	if s.Tick == 0 {
 		s.Tick = plugin.Duration(1e9)
@@ -634,6 +708,7 @@ func (c *Config) applyDefaults() {
 			}
 		}
 	}
+	s.AgentTokens, s.envAgentTokens = appendEnvTokens(s.AgentTokens, "GOSCALER_AGENT_TOKENS")
 	for _, cl := range c.Clusters {
 		if cl == nil {
 			continue
@@ -682,6 +757,19 @@ func (c *Config) applyDefaults() {
 			}
 		}
 	}
+}
+
+// appendEnvTokens appends the comma-separated tokens of the environment
+// variable env to tokens, and says how many it appended.
+func appendEnvTokens(tokens []string, env string) ([]string, int) {
+	n := 0
+	for _, t := range strings.Split(os.Getenv(env), ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			tokens = append(tokens, t)
+			n++
+		}
+	}
+	return tokens, n
 }
 
 // Level returns the slog level of Server.LogLevel.

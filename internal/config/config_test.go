@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -65,9 +66,9 @@ func TestBadFiles(t *testing.T) {
 		want []string
 	}{
 		{"unknown_keys.bad.yaml", []string{
-			`unknown_keys.bad.yaml:4: unknown key "lisen"; valid keys here: api_tokens, data_dir, database, listen, log_level, orphans, reconcile_interval, sample_retention, tick`,
+			`unknown_keys.bad.yaml:4: unknown key "lisen"; valid keys here: agent_tokens, api_tokens, collect_concurrency, data_dir, database, listen, log_level, orphans, reconcile_interval, retention, sample_retention, tick`,
 			`unknown_keys.bad.yaml:5: unknown key "sever"; valid keys here: clusters, server`,
-			`unknown_keys.bad.yaml:10: unknown key "minimum"; valid keys here: boot_timeout, counters, desired, health_check, load_balancer, max, min, name, on_launch, on_terminate, policies, provider, scale_in_cooldown, scale_in_stabilization, scale_out_cooldown, ssh, triggers, vars, warmup`,
+			`unknown_keys.bad.yaml:10: unknown key "minimum"; valid keys here: boot_timeout, counters, desired, health_check, heartbeat, load_balancer, max, min, name, on_launch, on_terminate, policies, provider, scale_in_cooldown, scale_in_stabilization, scale_out_cooldown, ssh, triggers, vars, warmup`,
 			// A plugin's keys list the section's common keys too.
 			`unknown_keys.bad.yaml:14: unknown key "comand"; valid keys here: command, dir, env, host, stop_timeout, type`,
 			`unknown_keys.bad.yaml:18: unknown key "listen_port"; valid keys here: drain_timeout, health_interval, health_timeout, listen, type, unhealthy_threshold`,
@@ -145,7 +146,7 @@ func TestBadFiles(t *testing.T) {
 			`unknown_types.bad.yaml:6: unknown provider type "docker"; known types: aws, openstack, process`,
 			`unknown_types.bad.yaml:7: unknown load balancer type "nginx"; known types: builtin, elb, elbv2, haproxy, octavia`,
 			`unknown_types.bad.yaml:8: health_check.type "grpc" is not one of http, tcp, command, load_balancer, none`,
-			`unknown_types.bad.yaml:10: unknown counter type "snmp"; known types: exec, http`,
+			`unknown_types.bad.yaml:10: unknown counter type "snmp"; known types: agent, exec, http`,
 			`unknown_types.bad.yaml:17: unknown action type "page_someone"; known types: deploy_node, distributed_script, email, local_script, os_configuration, remove_node, webhook`,
 		}},
 		{"listen_clash.bad.yaml", []string{
@@ -169,6 +170,18 @@ func TestBadFiles(t *testing.T) {
 			`api_tokens.bad.yaml:8: API token 5: role "admin" is not viewer or operator`,
 			`api_tokens.bad.yaml:9: API token 6 is the same as token 1: keep one`,
 			`api_tokens.bad.yaml:10: expected a token or a mapping {token: ..., role: viewer|operator}, got a list`,
+		}},
+		{"retention.bad.yaml", []string{
+			`retention.bad.yaml:3: agent token 1 is shorter than 16 characters`,
+			`retention.bad.yaml:4: server.sample_retention is the former name of server.retention.raw: set only retention.raw`,
+			`retention.bad.yaml:6: server.retention.raw (30s) is too short: keep raw samples for at least 1m`,
+			`retention.bad.yaml:7: server.retention.memory (2m0s) is longer than retention.raw (30s)`,
+			`retention.bad.yaml:9: rollup step 1m0s is longer than the previous resolution is kept (30s)`,
+			`retention.bad.yaml:10: rollup step 1m30s must be a multiple of the previous rollup's step (1m0s)`,
+			`retention.bad.yaml:10: rollups[1].keep (1h0m0s) must be longer than the previous resolution is kept (2h0m0s)`,
+			`retention.bad.yaml:11: rollup step 1.5s must be a whole number of seconds, at least 1s`,
+			`retention.bad.yaml:12: server.collect_concurrency is -1: set it to at least 1`,
+			`retention.bad.yaml:19: heartbeat.timeout 500ms is too short: use at least 1s`,
 		}},
 		{"health_check.bad.yaml", []string{
 			`health_check.bad.yaml:7: health_check.path "healthz" must start with /`,
@@ -387,7 +400,7 @@ func TestParseProblemTypes(t *testing.T) {
 		{"provider not a mapping", "clusters:\n  - name: web\n    max: 1\n    provider: process\n",
 			[]string{`f.yaml:4: provider: expected a mapping with type: and the plugin's own keys, got "process"`}},
 		{"no type on counter", cluster + "    counters: [{name: c, shell: x}]\n",
-			[]string{"f.yaml:5: counter has no type: add type: with one of exec, http"}},
+			[]string{"f.yaml:5: counter has no type: add type: with one of agent, exec, http"}},
 		{"bad vars template", cluster + "    vars: {a: \"{{.x\"}\n", []string{"f.yaml:5: vars.a: template"}},
 		{"counter timeout longer than interval", cluster + "    counters:\n      - {name: c, type: exec, shell: x, interval: 1s, timeout: 2s}\n",
 			[]string{"f.yaml:6: timeout (2s) is longer than the interval (1s): readings would pile up"}},
@@ -503,7 +516,7 @@ func TestFullExample(t *testing.T) {
 	}
 	s := cfg.Server
 	if s.Listen != "0.0.0.0:9090" || s.DataDir != "/var/lib/goscaler" || s.Database != "postgres://goscaler@db.internal/goscaler" ||
-		s.LogLevel != "debug" || s.Level() != slog.LevelDebug || s.SampleRetention.D() != 12*time.Hour || s.Tick.D() != 2*time.Second ||
+		s.LogLevel != "debug" || s.Level() != slog.LevelDebug || s.Tick.D() != 2*time.Second || s.CollectConcurrency != 64 ||
 		s.ReconcileInterval.D() != 5*time.Minute || s.Orphans != "report" {
 		t.Errorf("server = %+v", s)
 	}
@@ -527,6 +540,17 @@ func TestFullExample(t *testing.T) {
 	if str := fmt.Sprint(s.APITokens[1]); strings.Contains(str, "9b1d3e5f") || str != "viewer token" {
 		t.Errorf("an API token prints as %q: it must name its role, never the token", str)
 	}
+	if !slices.Contains(s.AgentTokens, "9b1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f") {
+		t.Errorf("agent_tokens = %q", s.AgentTokens)
+	}
+	wantRet := config.Retention{Raw: plugin.Duration(2 * time.Hour), Memory: plugin.Duration(5 * time.Minute), Rollups: []config.RollupTier{
+		{Step: plugin.Duration(30 * time.Second), Keep: plugin.Duration(12 * time.Hour)},
+		{Step: plugin.Duration(5 * time.Minute), Keep: plugin.Duration(168 * time.Hour)},
+		{Step: plugin.Duration(time.Hour), Keep: plugin.Duration(8760 * time.Hour)},
+	}}
+	if !reflect.DeepEqual(s.Retention, wantRet) {
+		t.Errorf("retention = %+v, want %+v", s.Retention, wantRet)
+	}
 	if len(cfg.Clusters) != 2 {
 		t.Fatalf("%d clusters, want 2", len(cfg.Clusters))
 	}
@@ -534,11 +558,14 @@ func TestFullExample(t *testing.T) {
 	if web.Name != "web" || web.Min != 2 || web.Max != 10 || web.Desired == nil || *web.Desired != 3 || web.DesiredOrMin() != 3 {
 		t.Errorf("web sizes = %d..%d desired %v", web.Min, web.Max, web.Desired)
 	}
-	if web.Line != 17 || web.Vars["region"] != "eu-west" || web.Vars["tier"] != "{{.Cluster}}-frontend" {
+	if web.Line != 26 || web.Vars["region"] != "eu-west" || web.Vars["tier"] != "{{.Cluster}}-frontend" {
 		t.Errorf("web line %d vars %v", web.Line, web.Vars)
 	}
 	if web.BootTimeout.D() != time.Minute {
 		t.Errorf("boot_timeout = %s", web.BootTimeout)
+	}
+	if hb := web.Heartbeat; hb.Timeout.D() != 20*time.Second || hb.GracePeriod.D() != 10*time.Second {
+		t.Errorf("heartbeat = %+v", hb)
 	}
 
 	pc, ok := web.ProviderConfig.(*process.Config)
@@ -572,7 +599,7 @@ func TestFullExample(t *testing.T) {
 		t.Fatalf("inflight source is %T", in.Source)
 	}
 	if in.Type != "http" || in.Scope != counter.ScopeNode || in.Aggregate != config.AggMax || in.Interval.D() != 2*time.Second ||
-		in.Timeout.D() != 1500*time.Millisecond || in.Line != 48 {
+		in.Timeout.D() != 1500*time.Millisecond || in.Line != 60 {
 		t.Errorf("inflight = %+v", in)
 	}
 	if hc.URL != "http://{{.Address}}/stats" || hc.Path != "stats.inflight" || hc.Method != "POST" || hc.Headers["Authorization"] != "Bearer {{.region}}" {
@@ -601,7 +628,7 @@ func TestFullExample(t *testing.T) {
 	if got := out.Conditions(); len(got) != 1 || got[0].String() != "inflight > 20" || got[0].Line != out.Line {
 		t.Errorf("scale-out conditions = %+v", got)
 	}
-	if d, ok := out.Actions[0].Config.(*fleet.DeployConfig); !ok || d.Count != 2 || out.Actions[0].Line != 78 {
+	if d, ok := out.Actions[0].Config.(*fleet.DeployConfig); !ok || d.Count != 2 || out.Actions[0].Line != 90 {
 		t.Errorf("deploy action = %#v line %d", out.Actions[0].Config, out.Actions[0].Line)
 	}
 	sc, ok := out.Actions[1].Config.(*script.Config)
@@ -610,7 +637,7 @@ func TestFullExample(t *testing.T) {
 	}
 	in2 := web.Trigger("scale-in")
 	conds := in2.Conditions()
-	if len(conds) != 2 || conds[0].String() != "inflight < 2" || conds[1].String() != "queue_depth < 0.5" || conds[1].Line != 91 {
+	if len(conds) != 2 || conds[0].String() != "inflight < 2" || conds[1].String() != "queue_depth < 0.5" || conds[1].Line != 103 {
 		t.Errorf("scale-in conditions = %+v", conds)
 	}
 	if r, ok := in2.Actions[0].Config.(*fleet.RemoveConfig); !ok || r.Count != 1 || r.Order != fleet.OrderNewest {
@@ -709,12 +736,17 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := config.Server{Listen: config.DefaultListen, DataDir: config.DefaultDataDir, LogLevel: "info",
-		SampleRetention: plugin.Duration(6 * time.Hour), Tick: plugin.Duration(time.Second),
+		Retention:          config.Retention{Raw: plugin.Duration(time.Hour), Memory: plugin.Duration(10 * time.Minute), Rollups: config.DefaultRollups()},
+		CollectConcurrency: 256, Tick: plugin.Duration(time.Second),
 		ReconcileInterval: plugin.Duration(2 * time.Minute), Orphans: config.OrphansTerminate}
 	if s := cfg.Server; s.Listen != want.Listen || s.DataDir != want.DataDir || s.LogLevel != want.LogLevel ||
-		s.SampleRetention != want.SampleRetention || s.Tick != want.Tick || s.Database != "" || len(s.APITokens) != 0 ||
+		!reflect.DeepEqual(s.Retention, want.Retention) || s.CollectConcurrency != want.CollectConcurrency ||
+		s.Tick != want.Tick || s.Database != "" || len(s.APITokens) != 0 || len(s.AgentTokens) != 0 ||
 		s.ReconcileInterval != want.ReconcileInterval || s.Orphans != want.Orphans {
 		t.Errorf("server = %+v, want %+v", s, want)
+	}
+	if web := cfg.Clusters[0]; web.Heartbeat.Timeout != 0 {
+		t.Errorf("heartbeat = %+v, want none", web.Heartbeat)
 	}
 	if cfg.Server.Level() != slog.LevelInfo {
 		t.Errorf("Level() = %v", cfg.Server.Level())
@@ -884,6 +916,46 @@ func TestActionParamsJSON(t *testing.T) {
 	}
 	if got["timeout"] != "30s" || got["idempotent"] != true || got["dir"] != "/tmp" {
 		t.Errorf("ParamsJSON() = %s", a.ParamsJSON())
+	}
+}
+
+// TestAgentTokensFromEnv cannot run in parallel: it sets the environment.
+func TestAgentTokensFromEnv(t *testing.T) {
+	t.Setenv("GOSCALER_AGENT_TOKENS", "abcdef0123456789abcdef, tiny")
+	src := []byte("clusters:\n  - {name: web, max: 1, provider: {type: process, command: [sleep, \"9\"]}}\n")
+	got := problems(t, func() error { _, err := config.Parse("agent.yaml", src); return err }())
+	if len(got) != 1 || !strings.HasPrefix(got[0], "agent.yaml: token 2 of GOSCALER_AGENT_TOKENS is shorter than 16 characters") {
+		t.Errorf("Parse with GOSCALER_AGENT_TOKENS = %q", got)
+	}
+	t.Setenv("GOSCALER_AGENT_TOKENS", "abcdef0123456789abcdef")
+	cfg, err := config.Parse("agent.yaml", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(cfg.Server.AgentTokens, []string{"abcdef0123456789abcdef"}) || len(cfg.Server.APITokens) != 0 {
+		t.Errorf("AgentTokens = %q, APITokens = %q", cfg.Server.AgentTokens, cfg.Server.APITokens)
+	}
+}
+
+// TestSampleRetentionAlias checks that the former server.sample_retention
+// still sets the raw retention (and bounds the memory window).
+func TestSampleRetentionAlias(t *testing.T) {
+	t.Parallel()
+	src := []byte("server: {sample_retention: 5m}\nclusters:\n  - {name: web, max: 1, provider: {type: process, command: [sleep, \"9\"]}}\n")
+	cfg, err := config.Parse("alias.yaml", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := cfg.Server.Retention; r.Raw.D() != 5*time.Minute || r.Memory.D() != 5*time.Minute || len(r.Rollups) != 2 {
+		t.Errorf("retention = %+v, want raw 5m, memory 5m, the default rollups", r)
+	}
+	src = []byte("server: {retention: {rollups: []}}\nclusters:\n  - {name: web, max: 1, provider: {type: process, command: [sleep, \"9\"]}}\n")
+	cfg, err = config.Parse("norollups.yaml", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := cfg.Server.Retention; len(r.Rollups) != 0 || r.Raw.D() != time.Hour {
+		t.Errorf("retention = %+v, want no rollups", r)
 	}
 }
 

@@ -148,6 +148,11 @@ func (v *validator) validate(cfg *Config) {
 	if s.Database != "" && !strings.HasPrefix(s.Database, "postgres://") && !strings.HasPrefix(s.Database, "postgresql://") && !strings.HasPrefix(s.Database, "sqlite:") {
 		v.at("server.database", "server.database must be a postgres:// URL or sqlite:PATH (leave it empty for SQLite in data_dir)")
 	}
+	v.tokens("server.agent_tokens", "agent token", "GOSCALER_AGENT_TOKENS", s.AgentTokens, s.envAgentTokens)
+	v.retention(s)
+	if s.CollectConcurrency < 1 && !v.bad("server.collect_concurrency") {
+		v.at("server.collect_concurrency", "server.collect_concurrency is %d: set it to at least 1 (default %d)", s.CollectConcurrency, DefaultCollectConcurrency)
+	}
 	if s.ReconcileInterval < plugin.Duration(1e9) && !v.bad("server.reconcile_interval") {
 		v.at("server.reconcile_interval", "server.reconcile_interval %s is too short: at least 1s (default 2m)", s.ReconcileInterval)
 	}
@@ -195,6 +200,54 @@ func (v *validator) validate(cfg *Config) {
 			continue
 		}
 		v.cluster(fmt.Sprintf("clusters[%d]", i), cl, names, listens)
+	}
+}
+
+// tokens checks bearer tokens: the last fromEnv came from the variable env.
+func (v *validator) tokens(path, what, env string, tokens []string, fromEnv int) {
+	fromFile := len(tokens) - fromEnv
+	for i, t := range tokens {
+		switch {
+		case len(t) >= 16:
+		case i < fromFile:
+			v.at(fmt.Sprintf("%s[%d]", path, i), "%s %d is shorter than 16 characters: use a long random string (openssl rand -hex 32)", what, i+1)
+		default:
+			v.errs = append(v.errs, fmt.Errorf("token %d of %s is shorter than 16 characters: use a long random string (openssl rand -hex 32)", i-fromFile+1, env))
+		}
+	}
+}
+
+// retention checks server.retention: rollups finest first, each step a
+// multiple of the previous one and kept longer.
+func (v *validator) retention(s Server) {
+	r := s.Retention
+	if s.SampleRetention != 0 && v.lines["server.retention.raw"] != 0 {
+		v.at("server.sample_retention", "server.sample_retention is the former name of server.retention.raw: set only retention.raw")
+	}
+	if r.Raw < plugin.Duration(60*1e9) && !v.bad("server.retention.raw") && !v.bad("server.sample_retention") {
+		v.at("server.retention.raw", "server.retention.raw (%s) is too short: keep raw samples for at least 1m", r.Raw)
+	}
+	if r.Memory > r.Raw && !v.bad("server.retention.memory") {
+		v.at("server.retention.memory", "server.retention.memory (%s) is longer than retention.raw (%s): the memory holds recent raw samples", r.Memory, r.Raw)
+	}
+	prevStep, prevKeep := plugin.Duration(0), r.Raw
+	for i, t := range r.Rollups {
+		p := fmt.Sprintf("server.retention.rollups[%d]", i)
+		if v.bad(p+".step") || v.bad(p+".keep") {
+			return
+		}
+		switch {
+		case t.Step < plugin.Duration(1e9) || t.Step%plugin.Duration(1e9) != 0:
+			v.at(p+".step", "rollup step %s must be a whole number of seconds, at least 1s", t.Step)
+		case t.Step <= prevStep || prevStep > 0 && t.Step%prevStep != 0:
+			v.at(p+".step", "rollup step %s must be a multiple of the previous rollup's step (%s): list rollups finest first", t.Step, prevStep)
+		case t.Step > prevKeep:
+			v.at(p+".step", "rollup step %s is longer than the previous resolution is kept (%s)", t.Step, prevKeep)
+		}
+		if t.Keep <= prevKeep {
+			v.at(p+".keep", "rollups[%d].keep (%s) must be longer than the previous resolution is kept (%s)", i, t.Keep, prevKeep)
+		}
+		prevStep, prevKeep = t.Step, t.Keep
 	}
 }
 
@@ -277,6 +330,9 @@ func (v *validator) cluster(p string, cl *Cluster, names map[string]int, listens
 	}
 	if h.Timeout > h.Interval && !v.bad(p+".health_check.interval") {
 		v.at(p+".health_check.timeout", "health_check.timeout (%s) is longer than its interval (%s): lower timeout or raise interval", h.Timeout, h.Interval)
+	}
+	if hb := cl.Heartbeat; hb.Timeout != 0 && hb.Timeout < plugin.Duration(1e9) && !v.bad(p+".heartbeat.timeout") {
+		v.at(p+".heartbeat.timeout", "heartbeat.timeout %s is too short: use at least 1s (a few agent intervals)", hb.Timeout)
 	}
 	if cl.SSH != nil && !v.bad(p+".ssh") {
 		v.ssh(p+".ssh", cl.SSH)

@@ -3,8 +3,8 @@ package controller
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
-	"slices"
 	"sync"
 	"time"
 
@@ -28,45 +28,144 @@ func (c *Controller) collectLoop(ctx context.Context, cl *cluster, k *config.Cou
 	}
 }
 
-// collectOnce reads the counter, records the samples and evaluates triggers.
+// nodeView is what the collectors, health checks and heartbeat checks know
+// of a cluster's in-service nodes: listed once per reconcile tick, not once
+// per counter per interval.
+type nodeView struct {
+	at    time.Time    // when it was listed (wall clock); zero: stale
+	nodes []store.Node // in service, maintenance included, oldest first
+	// serving are the nodes in service and not in maintenance, and
+	// targets their counter targets (same order).
+	serving []store.Node
+	targets []counter.Target
+}
+
+// setView replaces the cluster's node view with the in-service nodes among
+// nodes (which may hold nodes in any state). The targets of nodes that did not
+// change are reused.
+func (c *Controller) setView(cl *cluster, nodes []store.Node, at time.Time) {
+	cl.viewMu.Lock()
+	defer cl.viewMu.Unlock()
+	v := nodeView{at: at}
+	cache := make(map[string]counter.Target, len(cl.view.targets))
+	for _, n := range nodes {
+		if n.State != store.NodeInService {
+			continue
+		}
+		v.nodes = append(v.nodes, n)
+		if n.Maintenance {
+			continue
+		}
+		t, ok := cl.targets[n.ID]
+		if !ok || t.Address != n.Address || !maps.Equal(t.Meta, n.Meta) {
+			t = counter.Target{Cluster: cl.cfg.Name, NodeID: n.ID, Address: n.Address, Vars: nodeVars(cl, n), Meta: n.Meta}
+		}
+		cache[n.ID] = t
+		v.serving = append(v.serving, n)
+		v.targets = append(v.targets, t)
+	}
+	cl.view, cl.targets = v, cache
+}
+
+// invalidateView makes the next reader list the cluster's nodes again (a
+// node changed state).
+func (c *Controller) invalidateView(clusterName string) {
+	cl, ok := c.clusters[clusterName]
+	if !ok {
+		return
+	}
+	cl.viewMu.Lock()
+	cl.view.at = time.Time{}
+	cl.viewMu.Unlock()
+}
+
+// currentView returns the cluster's node view, from memory if it is at most one
+// tick old, listed from the store otherwise.
+func (c *Controller) currentView(ctx context.Context, cl *cluster) (nodeView, error) {
+	cl.viewMu.Lock()
+	v := cl.view
+	cl.viewMu.Unlock()
+	if !v.at.IsZero() && time.Since(v.at) <= c.opts.Config.Server.Tick.D() {
+		return v, nil
+	}
+	at := time.Now()
+	nodes, err := c.st.NodeList(ctx, store.NodeFilter{Cluster: cl.cfg.Name, States: []store.NodeState{store.NodeInService}})
+	if err != nil {
+		return nodeView{}, err
+	}
+	c.setView(cl, nodes, at)
+	cl.viewMu.Lock()
+	defer cl.viewMu.Unlock()
+	return cl.view, nil
+}
+
+// inService returns the cluster's in-service nodes (maintenance included).
+func (c *Controller) inService(ctx context.Context, cl *cluster) ([]store.Node, error) {
+	v, err := c.currentView(ctx, cl)
+	return v.nodes, err
+}
+
+// readable returns the nodes a node-scoped counter reads (in service, not in
+// maintenance) and their counter targets, in the same order.
+func (c *Controller) readable(ctx context.Context, cl *cluster) ([]store.Node, []counter.Target, error) {
+	v, err := c.currentView(ctx, cl)
+	return v.serving, v.targets, err
+}
+
+// collectOnce reads the counter, records the samples and evaluates triggers
+// and policies. Node readings run concurrently, at most
+// server.collect_concurrency at once over every collection of the controller.
 func (c *Controller) collectOnce(ctx context.Context, cl *cluster, k *config.Counter) {
-	now := c.clock.Now()
+	now, start := c.clock.Now(), time.Now()
 	src := cl.sources[k.Name]
 	var nodeSamples []store.Sample
 	var agg store.Sample
-	nodes, err := c.st.NodeList(ctx, store.NodeFilter{Cluster: cl.cfg.Name, States: []store.NodeState{store.NodeInService}})
+	// The nodes a node-scoped counter reads (in service, not in
+	// maintenance); their number is a target's InService (for "per node"
+	// values).
+	serving, targets, err := c.readable(ctx, cl)
 	if err != nil {
 		if ctx.Err() == nil {
 			c.log.Warn("listing nodes for counters failed", "cluster", cl.cfg.Name, "err", err)
 		}
 		return
 	}
-	// The nodes a node-scoped counter reads; their number is the target's
-	// InService (for "per node" values).
-	nodes = slices.DeleteFunc(nodes, func(n store.Node) bool { return n.Maintenance })
-	// serving counts the nodes behind a node-scoped reading (0 for a cluster counter).
-	serving := 0
+	// servingNodes counts the nodes behind a node-scoped reading (0 for a
+	// cluster counter).
+	servingNodes := 0
 	if k.Scope == counter.ScopeCluster {
-		agg = c.read(ctx, cl, k, src, counter.Target{Cluster: cl.cfg.Name, Vars: nodeVars(cl, store.Node{}), InService: len(nodes)}, now)
-		agg.Reporting = 0
+		agg = c.read(ctx, cl, k, src, counter.Target{Cluster: cl.cfg.Name, Vars: nodeVars(cl, store.Node{}), InService: len(targets)}, now)
+		agg.Reporting, agg.Expected = 0, 1
 		if agg.OK() {
 			agg.Reporting = 1
 		}
 	} else {
-		serving = servingCount(nodes)
-		var mu sync.Mutex
+		servingNodes = servingCount(serving)
+		// Nodes warming up are neither read nor expected.
+		read := make([]counter.Target, 0, len(targets))
+		for i, t := range targets {
+			if !c.warming(cl, serving[i], now) {
+				t.InService = len(targets)
+				read = append(read, t)
+			}
+		}
+		nodeSamples = make([]store.Sample, len(read), len(read)+1) // room for the aggregate
 		var wg sync.WaitGroup
-		for _, n := range nodes {
-			if c.warming(cl, n, now) {
-				continue
+	reads:
+		for i, t := range read {
+			select {
+			case c.readSem <- struct{}{}:
+			case <-ctx.Done():
+				break reads
 			}
 			wg.Go(func() {
-				s := c.read(ctx, cl, k, src, counter.Target{Cluster: cl.cfg.Name, NodeID: n.ID, Address: n.Address,
-					Vars: nodeVars(cl, n), InService: len(nodes), Meta: n.Meta}, now)
-				s.Node = n.ID
-				mu.Lock()
-				nodeSamples = append(nodeSamples, s)
-				mu.Unlock()
+				defer func() { <-c.readSem }()
+				s := c.read(ctx, cl, k, src, t, now)
+				s.Node = t.NodeID
+				nodeSamples[i] = s
+				if c.readHook != nil {
+					c.readHook(time.Since(start))
+				}
 			})
 		}
 		wg.Wait()
@@ -76,13 +175,15 @@ func (c *Controller) collectOnce(ctx context.Context, cl *cluster, k *config.Cou
 		agg = aggregate(k, nodeSamples, now)
 	}
 	agg.Cluster, agg.Counter = cl.cfg.Name, k.Name
-	if err := c.st.SampleInsert(ctx, append(nodeSamples, agg)); err != nil && ctx.Err() == nil {
+	all := append(nodeSamples, agg)
+	if err := c.st.SampleInsert(ctx, all); err != nil && ctx.Err() == nil {
 		c.log.Warn("storing samples failed", "cluster", cl.cfg.Name, "counter", k.Name, "err", err)
 	}
+	c.memory.Add(all, k.Interval.D())
 	c.metrics.observeSample(agg)
 
 	cl.latestMu.Lock()
-	cl.latest[k.Name] = CounterReading{Aggregate: agg, Nodes: nodeSamples, serving: serving}
+	cl.latest[k.Name] = CounterReading{Aggregate: agg, Nodes: nodeSamples, serving: servingNodes}
 	var due []*config.Trigger
 	causes := map[string]string{}
 	for _, t := range cl.cfg.Triggers {
@@ -98,6 +199,10 @@ func (c *Controller) collectOnce(ctx context.Context, cl *cluster, k *config.Cou
 		c.autoFire(ctx, cl, t, causes[t.Name], now)
 	}
 	c.evaluatePolicies(ctx, cl)
+	c.metrics.collection.WithLabelValues(cl.cfg.Name, k.Name).Observe(time.Since(start).Seconds())
+	if c.collectHook != nil {
+		c.collectHook(time.Since(start))
+	}
 }
 
 func (c *Controller) read(ctx context.Context, cl *cluster, k *config.Counter, src counter.Source, target counter.Target, now time.Time) store.Sample {
@@ -130,7 +235,7 @@ func aggregate(k *config.Counter, samples []store.Sample, now time.Time) store.S
 			firstErr = s.Node + ": " + s.Err
 		}
 	}
-	agg.Reporting = len(vals)
+	agg.Reporting, agg.Expected = len(vals), len(samples)
 	switch {
 	case len(samples) == 0:
 		agg.Err = "no node in service to read"

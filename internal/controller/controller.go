@@ -20,10 +20,12 @@ import (
 	"time"
 
 	"github.com/goscaler/goscaler/internal/action"
+	"github.com/goscaler/goscaler/internal/agent"
 	"github.com/goscaler/goscaler/internal/config"
 	"github.com/goscaler/goscaler/internal/counter"
 	"github.com/goscaler/goscaler/internal/jobs"
 	"github.com/goscaler/goscaler/internal/lb"
+	"github.com/goscaler/goscaler/internal/perfdata"
 	"github.com/goscaler/goscaler/internal/policy"
 	"github.com/goscaler/goscaler/internal/provider"
 	"github.com/goscaler/goscaler/internal/sshx"
@@ -66,6 +68,24 @@ type Controller struct {
 	queue    jobs.Queue
 	clusters map[string]*cluster
 	order    []string
+
+	// readSem bounds the counter readings in flight (collect_concurrency).
+	readSem chan struct{}
+	// memory holds the recent window of every series; perf answers graph
+	// queries from it, the raw samples and the rollups.
+	memory *perfdata.Memory
+	perf   *perfdata.Engine
+	// agents holds the reports of the node agents.
+	agents *agent.Hub
+	// leadingSince is when Run last started (heartbeats missed before it,
+	// while no server led, do not count).
+	leadingMu    sync.RWMutex
+	leadingSince time.Time
+
+	// readHook and collectHook, when set (benchmarks), get how long after its
+	// tick each reading completed and each collection was stored.
+	readHook    func(lag time.Duration)
+	collectHook func(took time.Duration)
 }
 
 // cluster is one cluster's runtime.
@@ -83,6 +103,12 @@ type cluster struct {
 
 	// mu serialises this server's changes to the cluster's size.
 	mu sync.Mutex
+
+	// viewMu guards view, the in-service nodes (see nodeView), and targets,
+	// the counter targets of those nodes by ID.
+	viewMu  sync.Mutex
+	view    nodeView
+	targets map[string]counter.Target
 
 	latestMu sync.RWMutex
 	// latest holds the newest aggregate and per-node samples of each counter.
@@ -125,6 +151,11 @@ func New(ctx context.Context, opts Options) (*Controller, error) {
 	}
 	c := &Controller{opts: opts, st: opts.Store, log: opts.Logger, clock: opts.Clock,
 		metrics: opts.Metrics, clusters: map[string]*cluster{}}
+	srv := opts.Config.Server
+	c.readSem = make(chan struct{}, max(srv.CollectConcurrency, 1))
+	c.memory = perfdata.NewMemory(srv.Retention.Memory.D())
+	c.perf = &perfdata.Engine{Store: opts.Store, Memory: c.memory, Retention: perfdata.RetentionOf(srv.Retention), Now: c.clock.Now}
+	c.agents = agent.NewHub(opts.Store, c.clock.Now, opts.Store.Dialect() == "postgres", opts.Logger)
 	for _, cc := range opts.Config.Clusters {
 		cl, err := c.buildCluster(ctx, cc)
 		if err != nil {
@@ -147,7 +178,7 @@ func (c *Controller) buildCluster(ctx context.Context, cc *config.Cluster) (*clu
 	if err != nil {
 		return nil, fmt.Errorf("cluster %q: %w", cc.Name, err)
 	}
-	cl := &cluster{cfg: cc, ssh: pool, sources: map[string]counter.Source{},
+	cl := &cluster{cfg: cc, ssh: pool, sources: map[string]counter.Source{}, targets: map[string]counter.Target{},
 		triggers: map[string]*policy.Threshold{}, latest: map[string]CounterReading{}, lastFiring: map[string]int64{},
 		noted: map[string]notedEntry{}}
 	// Registered before anything can fail, so that Close closes the pool.
@@ -169,7 +200,7 @@ func (c *Controller) buildCluster(ctx context.Context, cc *config.Cluster) (*clu
 		cl.bal = bal
 	}
 	for _, k := range cc.Counters {
-		src, err := k.Source.New(counter.Env{Cluster: cc.Name, Counter: k.Name, Logger: log, SSH: pool})
+		src, err := k.Source.New(counter.Env{Cluster: cc.Name, Counter: k.Name, Logger: log, Agents: c.agents, SSH: pool})
 		if err != nil {
 			return nil, fmt.Errorf("cluster %q: counter %q: %w", cc.Name, k.Name, err)
 		}
@@ -207,6 +238,10 @@ func (c *Controller) buildCluster(ctx context.Context, cc *config.Cluster) (*clu
 	return cl, nil
 }
 
+// Agents is the hub of the node agents' reports: the API hands it what agents
+// send, and the server runs it (on every server, leading or not).
+func (c *Controller) Agents() *agent.Hub { return c.agents }
+
 // typeOf is a plugin section's type, "(none)" without one.
 func typeOf(p *config.PluginSpec) string {
 	if p == nil {
@@ -242,6 +277,11 @@ func (c *Controller) Run(ctx context.Context) error {
 	if err := c.recover(ctx); err != nil {
 		return err
 	}
+	now := c.clock.Now()
+	c.leadingMu.Lock()
+	c.leadingSince = now
+	c.leadingMu.Unlock()
+	c.memory.Reset(now)
 	var wg sync.WaitGroup
 	for _, name := range c.order {
 		cl := c.clusters[name]
@@ -250,6 +290,9 @@ func (c *Controller) Run(ctx context.Context) error {
 		}
 		wg.Go(func() { c.healthLoop(ctx, cl) })
 		wg.Go(func() { c.policyLoop(ctx, cl) })
+		if cl.cfg.Heartbeat.Timeout > 0 {
+			wg.Go(func() { c.heartbeatLoop(ctx, cl) })
+		}
 	}
 	wg.Go(func() { c.housekeeping(ctx) })
 	wg.Go(func() { c.sweepLoop(ctx) })
@@ -271,7 +314,8 @@ func (c *Controller) Run(ctx context.Context) error {
 }
 
 // Close stops the load balancers, closes the counter sources that hold
-// connections (an AMQP connection, idle HTTP connections) and the SSH pools.
+// connections of their own (an AMQP connection, an HTTP client) and the SSH
+// pools.
 func (c *Controller) Close() {
 	for _, cl := range c.clusters {
 		if closer, ok := cl.bal.(interface{ Close() error }); ok {

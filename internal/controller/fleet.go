@@ -352,6 +352,7 @@ func (c *Controller) setState(ctx context.Context, n store.Node, state store.Nod
 	if err != nil {
 		return n, fmt.Errorf("node %s: storing state %s: %w", n.ID, state, err)
 	}
+	c.invalidateView(n.Cluster)
 	c.log.Info("node "+string(state), "cluster", n.Cluster, "node", n.ID, "reason", reason)
 	return out, nil
 }

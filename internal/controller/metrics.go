@@ -14,6 +14,7 @@ type Metrics struct {
 	clusterBounds  *prometheus.GaugeVec
 	counterValue   *prometheus.GaugeVec
 	counterErrors  *prometheus.CounterVec
+	collection     *prometheus.HistogramVec
 	firings        *prometheus.CounterVec
 	actionDuration *prometheus.HistogramVec
 	actionFailures *prometheus.CounterVec
@@ -32,6 +33,9 @@ func NewMetrics() *Metrics {
 			Help: "The newest aggregate value of a counter."}, []string{"cluster", "counter"}),
 		counterErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "goscaler_counter_errors_total",
 			Help: "Counter readings that failed (no number, timeout, refused, …)."}, []string{"cluster", "counter"}),
+		collection: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "goscaler_collection_seconds",
+			Help:    "Time from a counter's tick to its readings being stored and its triggers evaluated.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 3, 11)}, []string{"cluster", "counter"}),
 		firings: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "goscaler_trigger_firings_total",
 			Help: "Times a trigger fired, by hand or by its condition."}, []string{"cluster", "trigger"}),
 		actionDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "goscaler_action_duration_seconds",
@@ -41,7 +45,7 @@ func NewMetrics() *Metrics {
 		nodeFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "goscaler_node_failures_total",
 			Help: "Nodes that died or failed their health check and were replaced."}, []string{"cluster"}),
 	}
-	m.Registry.MustRegister(m.clusterSize, m.clusterBounds, m.counterValue, m.counterErrors, m.firings,
+	m.Registry.MustRegister(m.clusterSize, m.clusterBounds, m.counterValue, m.counterErrors, m.collection, m.firings,
 		m.actionDuration, m.actionFailures, m.nodeFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

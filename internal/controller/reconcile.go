@@ -15,6 +15,7 @@ import (
 	"github.com/goscaler/goscaler/internal/config"
 	"github.com/goscaler/goscaler/internal/jobs"
 	"github.com/goscaler/goscaler/internal/lb"
+	"github.com/goscaler/goscaler/internal/perfdata"
 	"github.com/goscaler/goscaler/internal/provider"
 	"github.com/goscaler/goscaler/internal/store"
 )
@@ -99,10 +100,12 @@ func (c *Controller) reconcile(ctx context.Context, cl *cluster) error {
 	if err != nil {
 		return err
 	}
+	listed := time.Now()
 	nodes, err := c.st.NodeList(ctx, store.NodeFilter{Cluster: name})
 	if err != nil {
 		return err
 	}
+	c.setView(cl, nodes, listed)
 	c.metrics.observeCluster(rec, nodes)
 	var active []store.Node
 	for _, n := range nodes {
@@ -266,7 +269,7 @@ func (c *Controller) healthLoop(ctx context.Context, cl *cluster) {
 			return
 		case <-t.C:
 		}
-		nodes, err := c.st.NodeList(ctx, store.NodeFilter{Cluster: cl.cfg.Name, States: []store.NodeState{store.NodeInService}})
+		nodes, err := c.inService(ctx, cl)
 		if err != nil {
 			continue
 		}
@@ -330,6 +333,18 @@ func (c *Controller) healthLoop(ctx context.Context, cl *cluster) {
 	}
 }
 
+// settle is how long after its time a sample may still be stored: the longest
+// counter interval plus its timeout, and a margin.
+func (c *Controller) settle() time.Duration {
+	d := 10 * time.Second
+	for _, cl := range c.clusters {
+		for _, k := range cl.cfg.Counters {
+			d = max(d, k.Interval.D()+k.Timeout.D()+5*time.Second)
+		}
+	}
+	return d
+}
+
 type unhealthyNode struct {
 	n     store.Node
 	fails int
@@ -354,10 +369,11 @@ func (c *Controller) healingRoom(ctx context.Context, cl *cluster, inService int
 	return max(0, limit-replacing), replacing, limit
 }
 
-// housekeeping prunes old samples and, every resumeEvery, enqueues again the
+// housekeeping rolls up and prunes counter samples and, every resumeEvery, enqueues again the
 // work the store says is unfinished: a job that ran out of retries (the load
 // balancer or the provider was down for a while) gets a new one.
 func (c *Controller) housekeeping(ctx context.Context) {
+	down := &perfdata.Downsampler{Store: c.st, Retention: c.perf.Retention, Settle: c.settle()}
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
 	lastResume := time.Now()
@@ -373,10 +389,11 @@ func (c *Controller) housekeeping(ctx context.Context) {
 				c.log.Warn("resuming unfinished work failed", "err", err)
 			}
 		}
-		before := c.clock.Now().Add(-c.opts.Config.Server.SampleRetention.D())
-		if _, err := c.st.SamplePrune(ctx, before); err != nil && ctx.Err() == nil {
-			c.log.Warn("pruning samples failed", "err", err)
+		now := c.clock.Now()
+		if _, err := down.Run(ctx, now); err != nil && ctx.Err() == nil {
+			c.log.Warn("downsampling or pruning counter samples failed", "err", err)
 		}
+		c.memory.Prune(now)
 	}
 }
 

@@ -19,6 +19,10 @@ import (
 // ErrInvalid is wrapped by errors about a request that cannot be done as asked.
 var ErrInvalid = errors.New("invalid request")
 
+// ErrGone is wrapped by errors about a node that is no longer part of its
+// cluster (terminated or failed).
+var ErrGone = errors.New("gone")
+
 // Fire fires a trigger by hand and returns the decision's activity.
 func (c *Controller) Fire(ctx context.Context, clusterName, trigger, cause string) (store.Activity, error) {
 	cl, err := c.cluster(clusterName)

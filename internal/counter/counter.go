@@ -15,6 +15,7 @@ import (
 	"context"
 	"log/slog"
 	"maps"
+	"time"
 
 	"github.com/goscaler/goscaler/internal/plugin"
 	"github.com/goscaler/goscaler/internal/sshx"
@@ -73,9 +74,30 @@ type Env struct {
 	Cluster string
 	Counter string
 	Logger  *slog.Logger
+	// Agents holds what node agents pushed (for the "agent" source); nil
+	// where there is none.
+	Agents AgentValues
 	// SSH is the cluster's SSH connection pool, shared by all its counters
 	// and closed by the server; nil where the caller has none.
 	SSH *sshx.Pool
+}
+
+// AgentValue is the latest value of one counter pushed by a node's agent.
+type AgentValue struct {
+	Value float64
+	// Err is why the agent could not measure it ("" with a value).
+	Err string
+	// Age is how long ago the agent's report holding it was received.
+	Age time.Duration
+}
+
+// AgentValues gives the counters node agents pushed.
+type AgentValues interface {
+	// AgentValue returns the latest value of counter name pushed by the agent
+	// of node. reported is false if the node's agent never reported; ok is
+	// false if it reported but not this counter (then known lists the
+	// counters it did report).
+	AgentValue(node, name string) (v AgentValue, ok, reported bool, known []string)
 }
 
 // ScopeChecker is implemented by configs that work in one scope only, or

@@ -20,6 +20,9 @@ import (
 //     unbroken run of samples past its threshold.
 //   - A sample that is not past, or that is missing (a counter error), ends the
 //     streak: missing data never fires a trigger and never counts as "low".
+//   - An aggregate that some nodes are missing from (Reporting < Expected) only
+//     bounds the true value, so it ends the streak of a condition it cannot
+//     decide (see judgeable): missing nodes never make a cluster look idle.
 //   - The trigger is due when any condition's streak has lasted For, and the
 //     cooldown is over. Samples taken during the cooldown do not start a streak.
 //   - Firing ends every streak: firing again takes another full For.
@@ -64,12 +67,29 @@ func (th *Threshold) Observe(counter string, s store.Sample) {
 		}
 		th.last[i] = s.Value
 		switch {
-		case !s.OK() || !c.Past(s.Value) || s.At.Before(th.cooldownUntil):
+		case !s.OK() || !judgeable(c, th.aggregate[i], s) || !c.Past(s.Value) || s.At.Before(th.cooldownUntil):
 			th.streaks[i] = time.Time{}
 		case th.streaks[i].IsZero():
 			th.streaks[i] = s.At
 		}
 	}
+}
+
+// judgeable reports whether aggregate sample s can decide condition c, whose
+// counter aggregates with agg. A complete aggregate always can. One that
+// misses nodes is a bound: the missing nodes can only raise a max or a sum
+// (of non-negative readings) and only lower a min, so a partial max or sum
+// decides "above" and a partial min decides "below". A partial average is
+// an estimate: trusted for "above" (scaling out on it is safe), never for
+// "below" (the nodes that do not answer may be the busiest).
+func judgeable(c config.Condition, agg string, s store.Sample) bool {
+	if s.Expected == 0 || s.Reporting >= s.Expected {
+		return true
+	}
+	if c.Above != nil {
+		return agg != config.AggMin
+	}
+	return agg == config.AggMin
 }
 
 // Due reports whether the trigger should fire at now and, if so, why.

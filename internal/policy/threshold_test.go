@@ -110,3 +110,57 @@ func TestThresholdCooldown(t *testing.T) {
 		t.Fatal("resumed tracker ignored its cooldown")
 	}
 }
+
+// TestThresholdPartialAggregates checks what an aggregate that misses nodes
+// (Reporting < Expected) decides: only what the missing nodes could not
+// change. Missing nodes never make a cluster look idle.
+func TestThresholdPartialAggregates(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	above := &config.Trigger{Name: "out", Counter: "c", Above: ptr(10), For: plugin.Duration(10 * time.Second)}
+	below := &config.Trigger{Name: "in", Counter: "c", Below: ptr(10), For: plugin.Duration(10 * time.Second)}
+	tests := []struct {
+		agg  string
+		trig *config.Trigger
+		// value is past the threshold; 2 of 3 nodes report.
+		value float64
+		want  bool
+	}{
+		{config.AggAvg, above, 20, true},  // an estimate, trusted to scale out
+		{config.AggAvg, below, 1, false},  // never trusted to scale in
+		{config.AggMax, above, 20, true},  // the true max is at least this
+		{config.AggMax, below, 1, false},  // the missing node may be higher
+		{config.AggSum, above, 20, true},  // the true sum is at least this
+		{config.AggSum, below, 1, false},  // the missing node adds to it
+		{config.AggMin, below, 1, true},   // the true min is at most this
+		{config.AggMin, above, 20, false}, // the missing node may be lower
+	}
+	for _, tc := range tests {
+		t.Run(tc.agg+" "+tc.trig.Name, func(t *testing.T) {
+			t.Parallel()
+			th := NewThreshold("web", tc.trig, map[string]string{"c": tc.agg}, store.TriggerState{})
+			for _, at := range []time.Duration{0, 5 * time.Second, 10 * time.Second} {
+				th.Observe("c", store.Sample{At: t0.Add(at), Value: tc.value, Reporting: 2, Expected: 3})
+			}
+			if due, cause := th.Due(t0.Add(10 * time.Second)); due != tc.want {
+				t.Fatalf("due = %v (%q), want %v", due, cause, tc.want)
+			}
+			// With every node reporting, the same values always decide.
+			complete := NewThreshold("web", tc.trig, map[string]string{"c": tc.agg}, store.TriggerState{})
+			for _, at := range []time.Duration{0, 5 * time.Second, 10 * time.Second} {
+				complete.Observe("c", store.Sample{At: t0.Add(at), Value: tc.value, Reporting: 3, Expected: 3})
+			}
+			if due, _ := complete.Due(t0.Add(10 * time.Second)); !due {
+				t.Fatal("a complete aggregate past the threshold is not due")
+			}
+		})
+	}
+	// One partial sample in the middle of a scale-in streak resets it.
+	th := NewThreshold("web", below, map[string]string{"c": config.AggAvg}, store.TriggerState{})
+	th.Observe("c", store.Sample{At: t0, Value: 1, Reporting: 3, Expected: 3})
+	th.Observe("c", store.Sample{At: t0.Add(5 * time.Second), Value: 1, Reporting: 2, Expected: 3})
+	th.Observe("c", store.Sample{At: t0.Add(10 * time.Second), Value: 1, Reporting: 3, Expected: 3})
+	if due, _ := th.Due(t0.Add(10 * time.Second)); due {
+		t.Fatal("a scale-in streak survived a sample that missed a node")
+	}
+}

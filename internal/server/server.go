@@ -117,7 +117,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (s *Server, err 
 		return nil, fmt.Errorf("listening on %s (server.listen): %w", cfg.Server.Listen, err)
 	}
 	// The API, /healthz and /metrics, and the web UI at /.
-	apiHandler := api.New(api.Options{Store: s.st, Controller: s.ctl, Tokens: cfg.Server.APITokens, Registry: metrics.Registry, Logger: log})
+	apiHandler := api.New(api.Options{Store: s.st, Controller: s.ctl, Tokens: cfg.Server.APITokens,
+		AgentTokens: cfg.Server.AgentTokens, Registry: metrics.Registry, Logger: log})
 	mux := http.NewServeMux()
 	for _, p := range []string{"/api/", "/healthz", "/metrics"} {
 		mux.Handle(p, apiHandler)
@@ -154,6 +155,14 @@ func (s *Server) Run(ctx context.Context) error {
 		wg.Wait()
 		return err
 	}
+	// Every server receives agents' heartbeats; the hub stores them (and,
+	// on a shared database, reads what the others received).
+	hubCtx, stopHub := context.WithCancel(context.WithoutCancel(ctx))
+	hubDone := make(chan struct{})
+	go func() {
+		defer close(hubDone)
+		s.ctl.Agents().Run(hubCtx)
+	}()
 	s.log.Info("goscaler server started", "listen", s.Addr(), "server_id", s.id, "database", s.st.Dialect(), "clusters", len(s.cfg.Clusters))
 	leaderDone := make(chan struct{})
 	go func() {
@@ -170,6 +179,8 @@ func (s *Server) Run(ctx context.Context) error {
 	defer cancel()
 	_ = s.http.Shutdown(shut)
 	<-leaderDone
+	stopHub() // after the API: the last heartbeats received are stored
+	<-hubDone
 	if err := s.queue.Stop(shut); err != nil {
 		s.log.Warn("stopping jobs", "err", err)
 	}

@@ -1,16 +1,19 @@
 // Package store is goscaler's durable state: clusters, nodes and their state
-// history, counter samples, trigger state, activities, server heartbeats and the
-// leader lease. One interface, Store, is implemented for SQLite and PostgreSQL by
-// package sqlstore; package storetest holds the conformance suite both pass.
+// history, counter samples and their rollups, agent reports, trigger state,
+// activities, server heartbeats and the leader lease. One interface, Store, is
+// implemented for SQLite and PostgreSQL by package sqlstore; package storetest
+// holds the conformance suite both pass.
 //
 // Times are stored as UTC unix milliseconds; a zero time.Time means "unset".
 // Methods are named Noun+Verb and sorted alphabetically.
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -126,10 +129,26 @@ type Sample struct {
 	Err     string    `json:"error,omitempty"`
 	// Reporting is, for an aggregate, how many nodes contributed a value.
 	Reporting int `json:"reporting,omitempty"`
+	// Expected is, for an aggregate, how many nodes were read (in service and
+	// not in maintenance): Reporting < Expected means some nodes are missing.
+	Expected int `json:"expected,omitempty"`
 }
 
 // OK reports whether the sample holds a value.
 func (s Sample) OK() bool { return s.Err == "" }
+
+// MarshalJSON writes a failed reading's value as null: missing data is never
+// shown as a zero.
+func (s Sample) MarshalJSON() ([]byte, error) {
+	type plain Sample
+	if s.OK() {
+		return json.Marshal(plain(s))
+	}
+	return json.Marshal(struct {
+		plain
+		Value *float64 `json:"value"`
+	}{plain: plain(s)})
+}
 
 // SampleFilter selects samples of one counter. Node "" with AggregateOnly
 // selects the aggregate series only.
@@ -138,8 +157,66 @@ type SampleFilter struct {
 	Counter       string
 	Since         time.Time
 	AggregateOnly bool
+	// Until, if not zero, keeps the samples before it.
+	Until time.Time
+	// Nodes, if not empty, keeps the samples of these nodes ("" is the
+	// aggregate series).
+	Nodes []string
 	// Limit keeps the newest Limit samples (0: no limit). Results are oldest first.
 	Limit int
+}
+
+// Rollup summarises the samples of one series (a counter of one node, or its
+// aggregate when Node is empty) over one bucket of time: older history is
+// kept at coarser resolutions.
+type Rollup struct {
+	Cluster string `json:"cluster"`
+	Counter string `json:"counter"`
+	Node    string `json:"node,omitempty"`
+	// Step is the bucket's width; At its start, a multiple of Step since the
+	// Unix epoch.
+	Step time.Duration `json:"step"`
+	At   time.Time     `json:"at"`
+	// Count is how many readings of the bucket had a value, Errors how many
+	// failed. Avg, Min and Max are over the Count values; NaN when Count is 0.
+	Count  int     `json:"count"`
+	Errors int     `json:"errors"`
+	Avg    float64 `json:"avg"`
+	Min    float64 `json:"min"`
+	Max    float64 `json:"max"`
+	// LastErr is one error message of the bucket ("" without errors).
+	LastErr string `json:"last_error,omitempty"`
+}
+
+// RollupFilter selects the rollups of one resolution. Zero fields match
+// everything but Step, which is required.
+type RollupFilter struct {
+	Cluster string
+	Counter string
+	Step    time.Duration
+	// Since and Until bound the bucket starts: Since <= At < Until.
+	Since         time.Time
+	Until         time.Time
+	AggregateOnly bool
+	// Nodes, if not empty, keeps these nodes ("" is the aggregate series).
+	Nodes []string
+}
+
+// AgentReading is one counter value pushed by a node's agent, or why the
+// agent could not measure it.
+type AgentReading struct {
+	Value float64 `json:"value"`
+	Err   string  `json:"error,omitempty"`
+}
+
+// AgentReport is the latest heartbeat of a node's agent with the counters it
+// measured.
+type AgentReport struct {
+	Node    string `json:"node"`
+	Cluster string `json:"cluster"`
+	// ReceivedAt is when a server received it (the server's clock).
+	ReceivedAt time.Time               `json:"received_at"`
+	Counters   map[string]AgentReading `json:"counters"`
 }
 
 // TriggerState is what the trigger evaluator must remember across restarts.
@@ -235,6 +312,14 @@ type Server struct {
 // to one transaction: fn must use only the Store it is given, must not call Tx
 // again, and is committed if it returns nil.
 type Store interface {
+	// AgentReportList returns the agent reports received at or after since, by node.
+	AgentReportList(ctx context.Context, since time.Time) ([]AgentReport, error)
+	// AgentReportPrune deletes the reports received before before and returns how
+	// many it deleted.
+	AgentReportPrune(ctx context.Context, before time.Time) (int64, error)
+	// AgentReportPut stores each report, replacing the previous report of its node.
+	AgentReportPut(ctx context.Context, reports []AgentReport) error
+
 	// ActivityCreate inserts a and returns it with ID and CreatedAt set (a.CreatedAt
 	// is kept if not zero).
 	ActivityCreate(ctx context.Context, a Activity) (Activity, error)
@@ -270,6 +355,8 @@ type Store interface {
 
 	// MetaGet returns a value of the key/value table or ErrNotFound.
 	MetaGet(ctx context.Context, key string) (string, error)
+	// MetaSet stores value under key, replacing any previous value.
+	MetaSet(ctx context.Context, key, value string) error
 	// MetaSetIfAbsent stores value under key unless the key exists, and returns the
 	// stored value either way.
 	MetaSetIfAbsent(ctx context.Context, key, value string) (string, error)
@@ -292,12 +379,28 @@ type Store interface {
 	// ErrNotFound if the node does not exist.
 	NodeUpdate(ctx context.Context, n Node) (Node, error)
 
+	// RollupCompute summarises into rollups of step the data of the buckets
+	// that start in [from, to) (from and to are multiples of step): raw samples
+	// when src is 0, otherwise the rollups of step src (step must be a
+	// multiple of src). A bucket computed again is replaced. A zero from starts
+	// at the bucket of the oldest source data. It returns how many rollups it
+	// wrote.
+	RollupCompute(ctx context.Context, step, src time.Duration, from, to time.Time) (int64, error)
+	// RollupList returns the rollups matching f, oldest bucket first.
+	RollupList(ctx context.Context, f RollupFilter) ([]Rollup, error)
+	// RollupPrune deletes the rollups of step whose bucket starts before
+	// before and returns how many it deleted.
+	RollupPrune(ctx context.Context, step time.Duration, before time.Time) (int64, error)
+
 	// SampleInsert stores samples.
 	SampleInsert(ctx context.Context, samples []Sample) error
 	// SampleList returns samples matching f, oldest first.
 	SampleList(ctx context.Context, f SampleFilter) ([]Sample, error)
 	// SamplePrune deletes samples older than before and returns how many it deleted.
 	SamplePrune(ctx context.Context, before time.Time) (int64, error)
+	// SeriesPrune forgets the series (a counter of a node, or its aggregate)
+	// that have neither samples nor rollups left, and returns how many.
+	SeriesPrune(ctx context.Context) (int64, error)
 
 	// ServerHeartbeat upserts s (by ID) with HeartbeatAt.
 	ServerHeartbeat(ctx context.Context, s Server) error
@@ -317,4 +420,60 @@ type Store interface {
 	Dialect() string
 	// Close releases the database.
 	Close() error
+}
+
+// MarshalJSON writes {"value": v}, or {"error": "…"} for a failed reading
+// (never a zero value).
+func (r AgentReading) MarshalJSON() ([]byte, error) {
+	if r.Err != "" {
+		return json.Marshal(struct {
+			Err string `json:"error"`
+		}{r.Err})
+	}
+	return json.Marshal(struct {
+		Value float64 `json:"value"`
+	}{r.Value})
+}
+
+// UnmarshalJSON reads {"value": v}, {"error": "…"}, a bare number (a value)
+// or a bare string (an error).
+func (r *AgentReading) UnmarshalJSON(data []byte) error {
+	var v any
+	if err := json.Unmarshal(data, &v); err != nil {
+		return err
+	}
+	switch x := v.(type) {
+	case float64:
+		*r = AgentReading{Value: x}
+		return nil
+	case string:
+		if x == "" {
+			return errors.New("an empty error message: send a value or say why there is none")
+		}
+		*r = AgentReading{Err: x}
+		return nil
+	case map[string]any:
+	default:
+		return errors.New(`a counter reading must be a number, {"value": N} or {"error": "why"}`)
+	}
+	var obj struct {
+		Value *float64 `json:"value"`
+		Err   string   `json:"error"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&obj); err != nil {
+		return fmt.Errorf(`a counter reading must be {"value": N} or {"error": "why"}: %w`, err)
+	}
+	switch {
+	case obj.Value != nil && obj.Err != "":
+		return errors.New("a counter reading has both a value and an error")
+	case obj.Err != "":
+		*r = AgentReading{Err: obj.Err}
+	case obj.Value != nil:
+		*r = AgentReading{Value: *obj.Value}
+	default:
+		return errors.New(`a counter reading has neither "value" nor "error"`)
+	}
+	return nil
 }

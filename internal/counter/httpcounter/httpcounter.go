@@ -2,8 +2,10 @@
 // reads a number from the response, either the whole body or a value inside a
 // JSON body picked by a dotted path ("stats.queue.depth", "items.0.value").
 //
-// One HTTP client, with a small pool of idle connections per host, serves all
-// the readings of a counter.
+// Every http counter shares one HTTP transport: the counters of a node reuse
+// the same kept-alive connection, and the idle connections kept over the
+// whole fleet are bounded (MaxIdleConns), so that memory stays bounded with
+// thousands of nodes.
 package httpcounter
 
 import (
@@ -30,8 +32,12 @@ import (
 const (
 	// MaxBody is the largest response body a reading accepts.
 	MaxBody = 1 << 20
-	// MaxIdleConnsPerHost is how many idle connections to one node are kept.
-	MaxIdleConnsPerHost = 4
+	// MaxIdleConns bounds the idle connections kept over every node.
+	MaxIdleConns = 1024
+	// MaxIdleConnsPerHost is how many idle connections to one host are kept:
+	// as many as readings of it may run at once (several nodes behind one
+	// address, or a cluster-scoped URL read often), up to MaxIdleConns.
+	MaxIdleConnsPerHost = 256
 
 	maxErrorBody = 200
 )
@@ -152,11 +158,17 @@ func (c *Config) New(env counter.Env) (counter.Source, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s.log = log.With("counter", env.Counter, "cluster", env.Cluster)
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = MaxIdleConnsPerHost
-	s.client = &http.Client{Transport: tr}
+	s.client = &http.Client{Transport: sharedTransport}
 	return s, nil
 }
+
+// sharedTransport serves every http counter.
+var sharedTransport = func() *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns = MaxIdleConns
+	tr.MaxIdleConnsPerHost = MaxIdleConnsPerHost
+	return tr
+}()
 
 // Source requests the URL at each reading. It is safe for concurrent use.
 type Source struct {
@@ -170,12 +182,6 @@ type Source struct {
 }
 
 var _ counter.Source = (*Source)(nil)
-
-// Close releases the idle connections of the source's client.
-func (s *Source) Close() error {
-	s.client.CloseIdleConnections()
-	return nil
-}
 
 // Read requests the URL and reads the number from the response.
 func (s *Source) Read(ctx context.Context, t counter.Target) (float64, error) {

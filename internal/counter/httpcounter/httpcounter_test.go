@@ -82,7 +82,6 @@ func newSource(t *testing.T, cfg *Config) *Source {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	t.Cleanup(func() { s.(*Source).Close() })
 	return s.(*Source)
 }
 

@@ -65,9 +65,22 @@ func loadMigrations(dialect string) ([]migration, error) {
 // migrate applies, in order, each migration of dialect not yet recorded in
 // schema_migrations, each in its own transaction. It returns how many it applied.
 func migrate(ctx context.Context, db *sql.DB, dialect string) (int, error) {
+	return migrateTo(ctx, db, dialect, 0)
+}
+
+// migrateTo is migrate up to version upTo (0: every version).
+func migrateTo(ctx context.Context, db *sql.DB, dialect string, upTo int) (int, error) {
 	ms, err := loadMigrations(dialect)
 	if err != nil {
 		return 0, err
+	}
+	if upTo > 0 {
+		for i, m := range ms {
+			if m.version > upTo {
+				ms = ms[:i]
+				break
+			}
+		}
 	}
 	if err := migrateTx(ctx, db, dialect, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -38,7 +38,9 @@ const (
 	// defaultActivityLimit is ActivityList's limit when the filter has none.
 	defaultActivityLimit = 100
 	// sampleBatch is how many samples one INSERT carries.
-	sampleBatch = 200
+	sampleBatch = 500
+	// seriesBatch is how many series one INSERT … RETURNING resolves.
+	seriesBatch = 300
 )
 
 // queryer is what *sql.DB and *sql.Tx have in common: every query of the Store
@@ -56,6 +58,8 @@ type Store struct {
 	dialect string
 	q       queryer // db, or tx when the Store is bound to a transaction
 	tx      *sql.Tx
+	// series caches the IDs of series; shared with transaction-bound copies.
+	series *seriesCache
 }
 
 var _ store.Store = (*Store)(nil)
@@ -138,7 +142,7 @@ func openSQLite(ctx context.Context, path string) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	return &Store{db: db, dialect: dialectSQLite, q: db}, nil
+	return &Store{db: db, dialect: dialectSQLite, q: db, series: newSeriesCache()}, nil
 }
 
 func openPostgres(ctx context.Context, dsn string) (*Store, error) {
@@ -151,7 +155,7 @@ func openPostgres(ctx context.Context, dsn string) (*Store, error) {
 		return nil, fmt.Errorf("open postgres: %w", err)
 	}
 	db := stdlib.OpenDBFromPool(pool)
-	return &Store{db: db, pool: pool, dialect: dialectPostgres, q: db}, nil
+	return &Store{db: db, pool: pool, dialect: dialectPostgres, q: db, series: newSeriesCache()}, nil
 }
 
 // DB returns the database/sql handle (both dialects).
@@ -191,7 +195,7 @@ func (s *Store) Tx(ctx context.Context, fn func(store.Store) error) error {
 			_ = tx.Rollback() // fn panicked
 		}
 	}()
-	ts := &Store{db: s.db, pool: s.pool, dialect: s.dialect, q: tx, tx: tx}
+	ts := &Store{db: s.db, pool: s.pool, dialect: s.dialect, q: tx, tx: tx, series: s.series}
 	if err := fn(ts); err != nil {
 		done = true
 		if rbErr := tx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) {
@@ -642,6 +646,16 @@ func (s *Store) MetaGet(ctx context.Context, key string) (string, error) {
 	return v, nil
 }
 
+// MetaSet stores value under key, replacing any previous value.
+func (s *Store) MetaSet(ctx context.Context, key, value string) error {
+	_, err := s.q.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ($1, $2)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
+	if err != nil {
+		return fmt.Errorf("set meta %q: %w", key, err)
+	}
+	return nil
+}
+
 // MetaSetIfAbsent stores value under key unless the key exists, and returns the
 // stored value either way.
 func (s *Store) MetaSetIfAbsent(ctx context.Context, key, value string) (string, error) {
@@ -848,107 +862,6 @@ func (s *Store) NodeUpdate(ctx context.Context, n store.Node) (store.Node, error
 		return store.Node{}, err
 	}
 	return out, nil
-}
-
-// --- samples ---
-
-// SampleInsert stores samples. A failed reading (Err set) is stored without a
-// value.
-func (s *Store) SampleInsert(ctx context.Context, samples []store.Sample) error {
-	if len(samples) == 0 {
-		return nil
-	}
-	err := s.inTx(ctx, func(q queryer) error {
-		for start := 0; start < len(samples); start += sampleBatch {
-			batch := samples[start:min(start+sampleBatch, len(samples))]
-			var (
-				b    strings.Builder
-				args = make([]any, 0, 7*len(batch))
-			)
-			b.WriteString(`INSERT INTO samples (cluster, counter, node, at, value, err, reporting) VALUES `)
-			for i, sm := range batch {
-				if i > 0 {
-					b.WriteString(", ")
-				}
-				n := len(args)
-				fmt.Fprintf(&b, "($%d, $%d, $%d, $%d, $%d, $%d, $%d)", n+1, n+2, n+3, n+4, n+5, n+6, n+7)
-				value := floatParam(sm.Value)
-				if sm.Err != "" {
-					value = sql.NullFloat64{}
-				}
-				args = append(args, sm.Cluster, sm.Counter, sm.Node, toMS(sm.At), value, sm.Err, sm.Reporting)
-			}
-			if _, err := q.ExecContext(ctx, b.String(), args...); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("insert %d samples: %w", len(samples), err)
-	}
-	return nil
-}
-
-// SampleList returns samples matching f, oldest first: those at or after
-// f.Since, the newest f.Limit of them if f.Limit > 0. Empty Cluster or Counter
-// match everything.
-func (s *Store) SampleList(ctx context.Context, f store.SampleFilter) ([]store.Sample, error) {
-	var w where
-	if f.Cluster != "" {
-		w.add("cluster = ?", f.Cluster)
-	}
-	if f.Counter != "" {
-		w.add("counter = ?", f.Counter)
-	}
-	if !f.Since.IsZero() {
-		w.add("at >= ?", toMS(f.Since))
-	}
-	if f.AggregateOnly {
-		w.add("node = ?", "")
-	}
-	query := `SELECT cluster, counter, node, at, value, err, reporting FROM samples` + w.sql() + ` ORDER BY at DESC, id DESC`
-	if f.Limit > 0 {
-		query += ` LIMIT ` + w.next(f.Limit)
-	}
-	out, err := queryAll(ctx, s.q, query, w.args, func(sc scanner) (store.Sample, error) {
-		var (
-			sm    store.Sample
-			at    int64
-			value sql.NullFloat64
-		)
-		if err := sc.Scan(&sm.Cluster, &sm.Counter, &sm.Node, &at, &value, &sm.Err, &sm.Reporting); err != nil {
-			return store.Sample{}, err
-		}
-		sm.At = fromMS(at)
-		switch {
-		case value.Valid:
-			sm.Value = value.Float64
-		case sm.Err == "":
-			sm.Value = math.NaN()
-		}
-		return sm, nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list samples of %s/%s: %w", f.Cluster, f.Counter, err)
-	}
-	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
-		out[i], out[j] = out[j], out[i]
-	}
-	return out, nil
-}
-
-// SamplePrune deletes samples older than before and returns how many it deleted.
-func (s *Store) SamplePrune(ctx context.Context, before time.Time) (int64, error) {
-	res, err := s.q.ExecContext(ctx, `DELETE FROM samples WHERE at < $1`, toMS(before))
-	if err != nil {
-		return 0, fmt.Errorf("prune samples: %w", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("prune samples: %w", err)
-	}
-	return n, nil
 }
 
 // --- servers ---
