@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/goscaler/goscaler/internal/controller"
 	"github.com/goscaler/goscaler/internal/store"
@@ -88,6 +89,32 @@ func (u *UI) maintenance(w http.ResponseWriter, r *http.Request, s *session) err
 	if a.ID != 0 {
 		f.Link, f.LinkText = fmt.Sprintf("/activities/%d", a.ID), fmt.Sprintf("activity #%d", a.ID)
 	}
+	u.done(w, r, s, f)
+	return nil
+}
+
+// execTimeout bounds a command run on every node from the UI.
+const execTimeout = 2 * time.Minute
+
+func (u *UI) exec(w http.ResponseWriter, r *http.Request, s *session) error {
+	name := r.PathValue("name")
+	command := strings.TrimSpace(r.PostFormValue("command"))
+	if command == "" {
+		return u.refused(w, r, s, fmt.Errorf("%w: give a command to run", errBadInput))
+	}
+	rep, err := u.ctl.Exec(r.Context(), name, command, nil, execTimeout)
+	if err != nil {
+		return u.refused(w, r, s, err)
+	}
+	failed := 0
+	for _, res := range rep.Results {
+		if res.ExitCode != 0 || res.Error != "" {
+			failed++
+		}
+	}
+	f := flash{Text: fmt.Sprintf("Ran %q on %d node(s) of %s: %d succeeded, %d failed.", command, len(rep.Results), name,
+		len(rep.Results)-failed, failed), Error: failed > 0,
+		Link: fmt.Sprintf("/activities/%d", rep.Activity), LinkText: "the output of each node"}
 	u.done(w, r, s, f)
 	return nil
 }

@@ -168,7 +168,10 @@ type chartSpec struct {
 type clusterPageView struct {
 	Page
 	api.ClusterDetail
-	Cfg         *config.Cluster
+	Cfg *config.Cluster
+	// CanExec says whether the cluster's nodes are reached over SSH (an
+	// ssh: section or the static provider), so a command can run on them.
+	CanExec     bool
 	Health      string
 	HealthClass string
 	Counters    []string
@@ -215,7 +218,10 @@ func (u *UI) clusterView(r *http.Request, s *session) (*clusterPageView, error) 
 		return nil, err
 	}
 	v := &clusterPageView{Page: u.base(r, s, cc.Name, "dashboard"), ClusterDetail: d, Cfg: cc,
-		Exec: "Running a command on every node needs the cluster exec over SSH, which comes with the SSH-based providers; this cluster's provider (" + cc.Provider.Type + ") does not offer it."}
+		CanExec: cc.SSH != nil || cc.Provider.Type == "static"}
+	if !v.CanExec {
+		v.Exec = "Running a command on every node goes over SSH: give the cluster an ssh: section (user, keys, known_hosts) to use it."
+	}
 	var main *store.Sample
 	for i, k := range cc.Counters {
 		v.Counters = append(v.Counters, k.Name)

@@ -114,6 +114,7 @@ func (u *UI) routes() {
 	m.Handle("POST /clusters/{name}/scale", u.action(u.scale))
 	m.Handle("POST /clusters/{name}/triggers/{trigger}/fire", u.action(u.fire))
 	m.Handle("POST /clusters/{name}/nodes/{node}/maintenance", u.action(u.maintenance))
+	m.Handle("POST /clusters/{name}/exec", u.action(u.exec))
 
 	m.Handle("/", u.page(func(_ http.ResponseWriter, r *http.Request, _ *session) error {
 		return fmt.Errorf("no page at %s: %w", r.URL.Path, store.ErrNotFound)

@@ -57,6 +57,7 @@ clusters:
     max: 2
     provider: {type: process, command: ["sleep", "1000"]}
     health_check: {type: none}
+    ssh: {user: root, connect_timeout: 1s}
 `
 
 var (
@@ -282,7 +283,7 @@ func TestPages(t *testing.T) {
 			`data-src="/ui/data/clusters/web/counters/queue?since=15m"`, `<code>load &gt; 5</code>`, "for 30 s, cooldown 1 min",
 			"not past its threshold", "deploy node → local script", `action="/clusters/web/triggers/up/fire"`,
 			`action="/clusters/web/scale"`, `min="1" max="5" value="2"`, `action="/clusters/web/nodes/web-1/maintenance"`,
-			"Running a command on every node needs the cluster exec over SSH", "creating its machine", `hx-get="/ui/clusters/web"`}},
+			"Running a command on every node goes over SSH: give the cluster an ssh: section", "creating its machine", `hx-get="/ui/clusters/web"`}},
 		{"cluster live parts", "/ui/clusters/web", 200, []string{`id="summary" class="cards" hx-swap-oob="true"`,
 			`id="triggers" class="panel" hx-swap-oob="true"`, `id="nodes" class="panel" hx-swap-oob="true"`, `id="recent" class="panel" hx-swap-oob="true"`}},
 		{"node", "/clusters/web/nodes/web-1", 200, []string{"<h1>web-1</h1>", "passed its health check", "listening on 127.0.0.1:10001",
@@ -631,6 +632,12 @@ func TestActions(t *testing.T) {
 	wantPage(t, p, 200, "on must be true or false")
 	p = post("/clusters/web/triggers/nope/fire", url.Values{})
 	wantPage(t, p, 200, `cluster &#34;web&#34; has no trigger &#34;nope&#34;`)
+	// Run on every node: offered where the nodes are reached over SSH.
+	wantPage(t, c.get("/clusters/api"), 200, `action="/clusters/api/exec"`, `name="command"`)
+	p = post("/clusters/api/exec", url.Values{"command": {"uptime"}})
+	wantPage(t, p, 200, `<div class="flash error" role="status">`, "<h1>api</h1>")
+	p = post("/clusters/api/exec", url.Values{"command": {"  "}})
+	wantPage(t, p, 200, "give a command to run")
 	// A back field pointing elsewhere is ignored.
 	p = c.do("POST", "/clusters/web/scale", url.Values{"desired": {"2"}, "csrf_token": {tok}, "back": {"https://evil.example/"}})
 	if p.header.Get("Location") != "/clusters/web" {
