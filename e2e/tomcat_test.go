@@ -129,101 +129,53 @@ func TestTomcatExample(t *testing.T) {
 	box, smtpAddr, caFile := startMailbox(t, dir, "alerts", smtpPW)
 	smtpHost, smtpPort, _ := net.SplitHostPort(smtpAddr)
 
+	// The example's own configuration, with this machine's hosts, keys,
+	// paths and mail server in place of the site's values.
+	shipped, err := os.ReadFile(filepath.Join(example, "goscaler.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	var hosts strings.Builder
 	for _, h := range set.Hosts {
 		_, port, _ := net.SplitHostPort(freeAddr(t))
 		fmt.Fprintf(&hosts, "        - {address: %s, port: %d, service_port: %s}\n", h.IP, h.Port, port)
 	}
-	src := fmt.Sprintf(`server:
-  listen: %[1]q
-  data_dir: %[2]q
-  tick: 500ms
-clusters:
-  - name: %[3]s
-    min: 1
-    desired: 1
-    max: 2
-    ssh:
-      user: %[4]s
-      identity_files: [%[5]q]
-      agent: false
-      known_hosts: %[6]q
-      connect_timeout: 5s
-    provider:
-      type: static
-      hosts:
-%[7]s    health_check:
-      # The host answers over SSH; once the WAR is deployed, the app must answer.
-      type: command
-      command: 'test ! -e %[8]s/{{.NodeID}}/webapps/hello.war || curl -fs --max-time 3 -o /dev/null http://{{.Address}}/hello/'
-      interval: 5s
-      timeout: 4s
-      unhealthy_threshold: 3
-    boot_timeout: 90s
-    on_launch:
-      - type: os_configuration
-        manifest: %[9]s/puppet/tomcat.pp
-        facts:
-          tomcat_root: %[8]q
-          tomcat_jmx_user: goscaler-jmx
-          tomcat_jmx_password_file: %[10]q
-        timeout: 3m
-      - type: distributed_script
-        script: %[9]s/deploy.sh
-        args: [%[11]q, hello, %[8]q]
-        timeout: 2m
-    on_terminate:
-      - type: distributed_script
-        script: %[9]s/stop.sh
-        args: [%[8]q]
-        timeout: 1m
-    counters:
-      - name: busy_threads
-        type: jmx
-        protocol: jmxproxy
-        url: "http://{{.Address}}/manager/jmxproxy"
-        mbean: 'Catalina:type=ThreadPool,name="http-nio-{{.Host}}-{{.Port}}"'
-        attribute: currentThreadsBusy
-        user: goscaler-jmx
-        password_file: %[10]q
-        interval: 2s
-        aggregate: avg
-      - name: heap_used
-        type: jmx
-        protocol: jmxproxy
-        url: "http://{{.Address}}/manager/jmxproxy"
-        mbean: java.lang:type=Memory
-        attribute: HeapMemoryUsage
-        path: used
-        user: goscaler-jmx
-        password_file: %[10]q
-        interval: 2s
-        aggregate: max
-    triggers:
-      - name: add-node
-        counter: heap_used
-        above: 150000000
-        for: 1m
-        cooldown: 10m
-        actions:
-          - type: deploy_node
-            count: 1
-          - type: email
-            host: %[12]s
-            port: %[13]s
-            tls: mandatory
-            ca_file: %[14]q
-            user: alerts
-            password_file: %[15]q
-            from: goscaler@example.test
-            to: [ops@example.test]
-            subject: "{{.Cluster}}: {{.Trigger}} added a Tomcat node"
-            body: "heap used {{.Counter_heap_used}} B, busy threads {{.Counter_busy_threads}}; {{.Outcome}}"
-`, addr, dataDir, name, set.User, set.ClientKey, set.WriteKnownHosts(filepath.Join(dir, "known_hosts")),
-		hosts.String(), root, example, jmxFile, war, smtpHost, smtpPort, caFile, smtpFile)
+	siteHosts := "" +
+		"        - {address: 192.0.2.11, port: 22, service_port: 8080}\n" +
+		"        - {address: 192.0.2.12, port: 22, service_port: 8080}\n" +
+		"        - {address: 192.0.2.13, port: 22, service_port: 8080}\n"
+	replace := [][2]string{
+		{"127.0.0.1:8600", addr},
+		{"./data", dataDir},
+		{"  - name: tomcat\n", "  - name: " + name + "\n"},
+		{"user: deploy ", "user: " + set.User + " "},
+		{"/etc/goscaler/id_ed25519", set.ClientKey},
+		{"/etc/goscaler/known_hosts", set.WriteKnownHosts(filepath.Join(dir, "known_hosts"))},
+		{siteHosts, hosts.String()},
+		{"/var/tmp/goscaler-tomcat", root},
+		{"/etc/goscaler/tomcat-jmx.pw", jmxFile},
+		{"/srv/releases/hello.war", war},
+		{"manifest: puppet/", "manifest: " + example + "/puppet/"},
+		{"script: deploy.sh", "script: " + example + "/deploy.sh"},
+		{"script: stop.sh", "script: " + example + "/stop.sh"},
+		{"host: smtp.example.com", "host: " + smtpHost},
+		{"port: 587", "port: " + smtpPort},
+		{"tls: mandatory\n", "tls: mandatory\n            ca_file: " + caFile + "\n"},
+		{"/etc/goscaler/smtp.pw", smtpFile},
+	}
+	src := string(shipped)
+	for _, r := range replace {
+		if !strings.Contains(src, r[0]) {
+			t.Fatalf("examples/tomcat/goscaler.yaml no longer contains %q: update this test", r[0])
+		}
+		src = strings.ReplaceAll(src, r[0], r[1])
+	}
 	cfg := filepath.Join(dir, "goscaler.yaml")
 	if err := os.WriteFile(cfg, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	if code, out, errOut := runCLI(t, "check", "config", filepath.Join(example, "goscaler.yaml")); code != 0 {
+		t.Fatalf("examples/tomcat/goscaler.yaml is invalid (exit %d):\n%s%s", code, out, errOut)
 	}
 	if code, out, errOut := runCLI(t, "check", "config", cfg); code != 0 {
 		t.Fatalf("the test's config is invalid (exit %d):\n%s%s\n%s", code, out, errOut, src)
