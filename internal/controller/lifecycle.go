@@ -208,7 +208,10 @@ func (c *Controller) runNodeStep(ctx context.Context, cl *cluster, n store.Node,
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", action.ErrPermanent, err)
 	}
-	act, err := cfg.New(action.Env{Cluster: s.Cluster, DataDir: c.opts.DataDir, Logger: c.log})
+	// The cluster's SSH pool among the rest: distributed_script and
+	// os_configuration work on the node over SSH.
+	env := action.Env{Cluster: s.Cluster, DataDir: c.opts.DataDir, Logger: c.log.With("cluster", s.Cluster), SSH: cl.ssh}
+	act, err := cfg.New(env)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", action.ErrPermanent, err)
 	}

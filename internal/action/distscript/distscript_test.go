@@ -172,6 +172,29 @@ func TestDistributedScriptAllNodes(t *testing.T) {
 	if !strings.Contains(got, "node-9: skipped: not an in-service node") || !strings.HasPrefix(got, "script: 1 of 1") {
 		t.Errorf("subset report:\n%s", got)
 	}
+
+	// A launch step (the run names its node, not in service yet) runs on
+	// that node only.
+	for _, id := range []string{"node-1", "node-2", "node-3"} {
+		_ = os.Remove(filepath.Join(out, id))
+	}
+	_ = os.Remove(filepath.Join(out, "fail-node-2"))
+	launching := fleet.nodes[1]
+	launching.ID, launching.State = "node-new", store.NodeConfiguring
+	a := build(t, p, &distscript.Config{Inline: script, Env: map[string]string{"OUT": out}})
+	got, err = a.Run(context.Background(), action.Run{Activity: store.Activity{ID: 8}, Cluster: "web", Node: &launching,
+		Vars: map[string]string{"Cluster": "web"}, Fleet: fleet})
+	if err != nil || !strings.HasPrefix(got, "script: 1 of 1") {
+		t.Fatalf("launch step: %v\n%s", err, got)
+	}
+	if _, err := os.Stat(filepath.Join(out, "node-new")); err != nil {
+		t.Errorf("the launching node did not run the script: %v", err)
+	}
+	for _, id := range []string{"node-1", "node-2", "node-3"} {
+		if _, err := os.Stat(filepath.Join(out, id)); err == nil {
+			t.Errorf("a launch step ran on the in-service node %s", id)
+		}
+	}
 }
 
 func TestDistributedScriptTimeoutKills(t *testing.T) {

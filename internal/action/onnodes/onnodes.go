@@ -111,14 +111,20 @@ type Result struct {
 }
 
 // Targets returns the nodes of r's cluster that sel chooses, and a line per
-// chosen node ID that is not in service.
+// chosen node ID that is not in service. A launch or termination step (r.Node
+// set) runs on its own node only, which is not in service yet (or any more).
 func Targets(ctx context.Context, r action.Run, sel Select) ([]Target, []string, error) {
-	if r.Fleet == nil {
+	var nodes []store.Node
+	switch {
+	case r.Node != nil:
+		nodes = []store.Node{*r.Node}
+	case r.Fleet == nil:
 		return nil, nil, fmt.Errorf("%w: no fleet to list the nodes of cluster %q", action.ErrPermanent, r.Cluster)
-	}
-	nodes, err := r.Fleet.Nodes(ctx, r.Cluster)
-	if err != nil {
-		return nil, nil, err
+	default:
+		var err error
+		if nodes, err = r.Fleet.Nodes(ctx, r.Cluster); err != nil {
+			return nil, nil, err
+		}
 	}
 	var missing []string
 	if len(sel.Nodes) > 0 {
