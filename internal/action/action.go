@@ -17,6 +17,7 @@ package action
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 
 	"github.com/goscaler/goscaler/internal/plugin"
@@ -90,3 +91,13 @@ type Config interface {
 
 // Registry holds the built-in actions by type name.
 var Registry = plugin.NewRegistry[Config]("action")
+
+// CheckInterrupted is the rule for actions whose effect cannot be known after
+// a crash (scripts): a run cut off by a server restart is not run again unless
+// the action is declared idempotent. It returns a permanent error to refuse.
+func CheckInterrupted(r Run, idempotent bool) error {
+	if r.Interrupted && !idempotent {
+		return fmt.Errorf("%w: an earlier run was cut off by a server restart and may have had its effect; not run again (set idempotent: true to allow it)", ErrPermanent)
+	}
+	return nil
+}

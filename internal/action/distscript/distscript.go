@@ -118,8 +118,8 @@ type run struct {
 }
 
 func (s *run) Run(ctx context.Context, r action.Run) (string, error) {
-	if r.Interrupted && !s.c.Idempotent {
-		return "", fmt.Errorf("%w: an earlier run was cut off by a server restart and may have had its effect; not run again (set idempotent: true to allow it)", action.ErrPermanent)
+	if err := action.CheckInterrupted(r, s.c.Idempotent); err != nil {
+		return "", err
 	}
 	body := []byte(s.c.Inline)
 	if s.c.Script != "" {
