@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -124,9 +125,19 @@ clusters:
 	if a := r.Aggregate; !a.OK() || a.Value != 210 || a.Reporting != 20 || a.Expected != 20 {
 		t.Errorf("aggregate %+v, want the sum 1+…+20 = 210 from 20 of 20 nodes", a)
 	}
+	// In the store's node order (oldest first, then by ID: nodes created in
+	// the same millisecond sort as strings, web-10 before web-2).
+	order, err := e.st.NodeList(ctx, store.NodeFilter{Cluster: "web", States: []store.NodeState{store.NodeInService}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	order = slices.DeleteFunc(order, func(n store.Node) bool { return n.Maintenance })
 	for i, s := range r.Nodes {
-		if want := fmt.Sprintf("web-%d", i+1); s.Node != want || s.Value != float64(i+1) {
-			t.Fatalf("node sample %d = %+v, want %s reading %d (in node order)", i, s, want, i+1)
+		want := order[i].ID
+		var n int
+		_, _ = fmt.Sscanf(want, "web-%d", &n)
+		if s.Node != want || s.Value != float64(n) {
+			t.Fatalf("node sample %d = %+v, want %s reading %d (in node order)", i, s, want, n)
 		}
 	}
 	// The samples are in the store and in memory.
